@@ -1,0 +1,128 @@
+//! The image builder: turns the workspace into bootable disk images.
+//!
+//! 1. [`build`] compiles the kernel and every program the system
+//!    description (`system.toml`) lists, for `x86_64-unknown-none`.
+//! 2. [`pack`] checks each program and packs them, the description and the
+//!    kernel's symbol table into the boot archive (`boot-archive` crate).
+//! 3. [`disk`] writes BIOS and UEFI images with the `bootloader` crate.
+//! 4. [`qemu`] starts an image in QEMU.
+
+pub mod disk;
+pub mod pack;
+pub mod qemu;
+pub mod system;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::{fmt, io};
+
+/// What to build.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Optimised build.
+    pub release: bool,
+    /// Cargo features to enable, as `package/feature` (test-only hooks).
+    pub features: Vec<String>,
+}
+
+/// Everything that can stop an image from being made.
+#[derive(Debug)]
+pub enum Error {
+    /// A file could not be read or written.
+    Io(PathBuf, io::Error),
+    /// A build step failed; the message says which.
+    Build(String),
+    /// An input was refused; the message names the file and the reason.
+    Invalid(String),
+    /// A host tool is missing; the message names the package to install.
+    MissingTool(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::Io(path, error) => write!(formatter, "{}: {error}", path.display()),
+            Self::Build(message) | Self::Invalid(message) | Self::MissingTool(message) => formatter.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The disk images of one build.
+#[derive(Clone, Debug)]
+pub struct Images {
+    /// Image for BIOS machines.
+    pub bios: PathBuf,
+    /// Image for UEFI machines.
+    pub uefi: PathBuf,
+    /// The kernel ELF, with symbols (for a debugger).
+    pub kernel: PathBuf,
+}
+
+/// The workspace root (where `system.toml` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("image-builder sits in the workspace").to_path_buf()
+}
+
+/// Where this build's outputs go: one directory per profile and feature
+/// set, so test variants do not overwrite each other.
+fn output_directory(options: &BuildOptions) -> PathBuf {
+    let mut name = String::from(if options.release { "release" } else { "debug" });
+    for feature in &options.features {
+        name.push('+');
+        name.push_str(&feature.replace('/', "-"));
+    }
+    workspace_root().join("target").join("images").join(name)
+}
+
+/// Builds the kernel and programs, packs the archive and writes both disk
+/// images.
+///
+/// # Errors
+/// [`Error`] names the step and file that failed.
+pub fn build(options: &BuildOptions) -> Result<Images, Error> {
+    let root = workspace_root();
+    let description_path = root.join("system.toml");
+    let description = system::SystemDescription::load(&description_path)?;
+    let binaries = compile(options, &description)?;
+    let output = output_directory(options);
+    std::fs::create_dir_all(&output).map_err(|error| Error::Io(output.clone(), error))?;
+    let kernel = output.join("kernel");
+    std::fs::copy(binaries.join("kernel"), &kernel).map_err(|error| Error::Io(binaries.join("kernel"), error))?;
+    let programs: Vec<(String, PathBuf)> =
+        description.programs.iter().map(|program| (program.name.clone(), binaries.join(&program.name))).collect();
+    let archive = pack::pack(&kernel, &programs, &description_path)?;
+    let ramdisk = output.join("boot-archive");
+    std::fs::write(&ramdisk, archive).map_err(|error| Error::Io(ramdisk.clone(), error))?;
+    let images = Images { bios: output.join("bios.img"), uefi: output.join("uefi.img"), kernel };
+    disk::write_images(&images, &ramdisk)?;
+    Ok(images)
+}
+
+/// Runs cargo for the bare-metal target and returns the directory holding
+/// the binaries. A target directory of its own keeps this nested cargo from
+/// waiting on the one that runs the tests.
+fn compile(options: &BuildOptions, description: &system::SystemDescription) -> Result<PathBuf, Error> {
+    let root = workspace_root();
+    let target_directory = root.join("target").join("system");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
+    let mut command = Command::new(cargo);
+    command.current_dir(&root).args(["build", "--target", "x86_64-unknown-none", "--package", "kernel"]);
+    for program in &description.programs {
+        command.args(["--package", &program.name]);
+    }
+    if options.release {
+        command.arg("--release");
+    }
+    if !options.features.is_empty() {
+        command.args(["--features", &options.features.join(",")]);
+    }
+    command.arg("--target-dir").arg(&target_directory);
+    let status = command.status().map_err(|error| Error::Build(format!("cannot run cargo: {error}")))?;
+    if !status.success() {
+        return Err(Error::Build(String::from("building the kernel and programs failed (see cargo's output above)")));
+    }
+    let profile = if options.release { "release" } else { "debug" };
+    Ok(target_directory.join("x86_64-unknown-none").join(profile))
+}

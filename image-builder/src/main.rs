@@ -1,0 +1,2 @@
+//! image builder
+fn main() {}

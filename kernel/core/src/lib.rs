@@ -1,0 +1,9 @@
+//! The kernel's machine-independent logic.
+//!
+//! Nothing here touches a register or a page table: every module builds and
+//! is tested on the host with plain `cargo test`, and the kernel drives it
+//! from `arch` code.
+
+#![no_std]
+
+pub mod frame_allocator;

@@ -1,0 +1,103 @@
+//! What happens after an entry stub has saved state: exceptions,
+//! interrupts and syscalls, from user mode and from the kernel itself.
+
+use super::apic::{self, IOAPIC_VECTOR_BASE, SPURIOUS_VECTOR, TIMER_VECTOR};
+use super::entry::TrapFrame;
+use super::{backtrace, power};
+use crate::log::write_emergency;
+use crate::sched::{self, ThreadEnd};
+use abi::debug_exit::Outcome;
+use x86_64::registers::control::Cr2;
+
+/// Number of I/O APIC lines the kernel gives vectors to.
+const IOAPIC_LINES: u8 = 24;
+
+/// What a CPU exception is called, by vector.
+pub fn exception_name(vector: u64) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "divide error", "debug", "non-maskable interrupt", "breakpoint", "overflow",
+        "bound range exceeded", "invalid opcode", "device not available", "double fault",
+        "coprocessor segment overrun", "invalid TSS", "segment not present", "stack-segment fault",
+        "general protection fault", "page fault", "reserved", "x87 floating-point error",
+        "alignment check", "machine check", "SIMD floating-point error", "virtualization exception",
+        "control protection exception", "reserved", "reserved", "reserved", "reserved", "reserved",
+        "reserved", "hypervisor injection exception", "VMM communication exception",
+        "security exception", "reserved",
+    ];
+    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+}
+
+/// Handles an interrupt that is not an exception; shared by both modes.
+fn interrupt(vector: u8) {
+    match vector {
+        TIMER_VECTOR => {
+            apic::TICKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            apic::end_of_interrupt();
+        }
+        SPURIOUS_VECTOR => {} // no EOI for spurious interrupts
+        vector if (IOAPIC_VECTOR_BASE..IOAPIC_VECTOR_BASE + IOAPIC_LINES).contains(&vector) => {
+            crate::console::interrupt(vector - IOAPIC_VECTOR_BASE);
+            apic::end_of_interrupt();
+        }
+        vector => {
+            log::warn!("unexpected interrupt vector {vector:#x}");
+            apic::end_of_interrupt();
+        }
+    }
+}
+
+/// Entry from user mode: the frame is the current thread's saved context.
+pub extern "C" fn trap_from_user() -> ! {
+    let (vector, error_code, rip, rsp) = sched::with_current(|thread| {
+        let context = &thread.context;
+        (context.vector, context.error_code, context.rip, context.rsp)
+    });
+    match vector {
+        // NMI, double fault and machine check arrive on IST stacks, not in
+        // the thread's frame: they are the machine's trouble, not the thread's.
+        2 | 8 | 18 => {
+            write_emergency(format_args!("FATAL: {} while in user mode\n", exception_name(vector)));
+            power::exit(Outcome::KernelPanic)
+        }
+        0..=31 => {
+            let address = if vector == 14 { Cr2::read_raw() } else { 0 };
+            sched::end_current(ThreadEnd::Faulted { vector, error_code, address, rip, rsp });
+        }
+        _ => {
+            interrupt(vector as u8);
+            if vector == u64::from(TIMER_VECTOR) {
+                sched::preempt();
+            }
+        }
+    }
+    sched::resume()
+}
+
+/// Entry from the kernel itself: interrupts while idle, or a kernel bug.
+pub extern "C" fn trap_from_kernel(frame: &mut TrapFrame) {
+    if frame.vector < 32 {
+        kernel_exception(frame);
+    }
+    interrupt(frame.vector as u8);
+}
+
+/// Entry through SYSCALL: the frame is the current thread's saved context.
+pub extern "C" fn syscall_from_user() -> ! {
+    crate::syscall::dispatch();
+    sched::resume()
+}
+
+/// Reports an exception taken in ring 0 and stops the machine.
+fn kernel_exception(frame: &TrapFrame) -> ! {
+    write_emergency(format_args!(
+        "KERNEL EXCEPTION: {} (vector {}) error code {:#x}\n  rip {:#018x} rsp {:#018x} cr2 {:#018x}\n",
+        exception_name(frame.vector),
+        frame.vector,
+        frame.error_code,
+        frame.rip,
+        frame.rsp,
+        Cr2::read_raw(),
+    ));
+    backtrace::print(frame.rip, frame.rbp);
+    power::exit(Outcome::KernelPanic)
+}

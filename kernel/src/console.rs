@@ -1,0 +1,56 @@
+//! Console input: COM1's receive interrupt, routed through the I/O APIC,
+//! fills a small buffer that the kernel reports when the system stops.
+//! (A user-space serial driver takes the port over in a later stage.)
+
+use crate::arch::{acpi::InterruptRouting, apic, serial};
+use spin::Mutex;
+
+const CAPACITY: usize = 256;
+
+struct Input {
+    bytes: [u8; CAPACITY],
+    len: usize,
+    dropped: usize,
+}
+
+static INPUT: Mutex<Input> = Mutex::new(Input { bytes: [0; CAPACITY], len: 0, dropped: 0 });
+static COM1_LINE: spin::Once<u8> = spin::Once::new();
+
+/// Routes COM1's interrupt to the kernel and takes what already arrived.
+pub fn init(routing: &InterruptRouting) {
+    let gsi = routing.isa_irq(serial::COM1_ISA_IRQ);
+    COM1_LINE.call_once(|| gsi.number.saturating_sub(routing.ioapic_gsi_base) as u8);
+    apic::route(&gsi);
+    drain();
+}
+
+/// Called for an interrupt on I/O APIC `line`.
+pub fn interrupt(line: u8) {
+    if COM1_LINE.get() == Some(&line) {
+        drain();
+    }
+}
+
+fn drain() {
+    let mut input = INPUT.lock();
+    while let Some(byte) = serial::read_byte() {
+        let len = input.len;
+        match input.bytes.get_mut(len) {
+            Some(slot) => {
+                *slot = byte;
+                input.len += 1;
+            }
+            None => input.dropped += 1,
+        }
+    }
+}
+
+/// Logs what came in on the console, if anything.
+pub fn report() {
+    drain();
+    let input = INPUT.lock();
+    if input.len > 0 {
+        let text = core::str::from_utf8(&input.bytes[..input.len]).unwrap_or("<not UTF-8>");
+        log::info!("console: received {} bytes of input: {:?}", input.len + input.dropped, text);
+    }
+}

@@ -1,0 +1,78 @@
+//! The kernel's one physical frame allocator, built from the boot memory map.
+
+use super::physical_to_virtual;
+use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+use kernel_core::frame_allocator::{self, FrameAllocator};
+use spin::Mutex;
+use x86_64::PhysAddr;
+use x86_64::structures::paging::{self, PhysFrame, Size4KiB};
+
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+/// Builds the allocator from the usable regions of the memory map. Its
+/// bitmap is carved out of the first usable region large enough.
+///
+/// # Panics
+/// If no usable region can hold the bitmap: the machine is unusable.
+pub fn init(regions: &MemoryRegions) {
+    let usable = || {
+        regions
+            .iter()
+            .filter(|region| region.kind == MemoryRegionKind::Usable)
+            .map(|region| region.start..region.end)
+    };
+    let end = usable().map(|region| region.end).max().unwrap_or(0);
+    let bytes = frame_allocator::bitmap_bytes(end);
+    let start = frame_allocator::bitmap_placement(usable(), bytes)
+        .expect("no usable memory region can hold the frame bitmap");
+    let words = (bytes / 8) as usize;
+    // SAFETY: `bitmap_placement` chose a range inside a usable region that
+    // the bootloader left free; the direct map covers it; the allocator
+    // excludes it below, so this slice is the only reference to it.
+    let bitmap = unsafe { core::slice::from_raw_parts_mut(physical_to_virtual(start).as_mut_ptr::<u64>(), words) };
+    let allocator = FrameAllocator::new(bitmap, usable(), start..start + bytes);
+    log::info!(
+        "memory: {} MiB usable, frame bitmap {} KiB",
+        allocator.total_frames() * 4 / 1024,
+        bytes / 1024
+    );
+    *FRAMES.lock() = Some(allocator);
+}
+
+/// Allocates one zeroed frame; `None` when memory is exhausted.
+pub fn allocate_zeroed() -> Option<PhysFrame> {
+    let address = FRAMES.lock().as_mut()?.allocate()?;
+    let frame = PhysFrame::containing_address(PhysAddr::new(address));
+    // SAFETY: the allocator just handed this frame out, so nothing else
+    // refers to it.
+    unsafe { super::frame_bytes(frame) }.fill(0);
+    Some(frame)
+}
+
+/// Returns a frame to the allocator.
+///
+/// # Panics
+/// On a double free or a frame the allocator never owned: kernel bookkeeping
+/// is broken and continuing would hand one frame out twice.
+pub fn free(frame: PhysFrame) {
+    if let Some(allocator) = FRAMES.lock().as_mut() {
+        if let Err(error) = allocator.free(frame.start_address().as_u64()) {
+            panic!("freeing frame {:#x}: {error:?}", frame.start_address().as_u64());
+        }
+    }
+}
+
+/// Frames free now.
+pub fn free_frames() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, FrameAllocator::free_frames)
+}
+
+/// Hands zeroed frames to the `x86_64` crate's page-table code.
+pub struct KernelFrames;
+
+// SAFETY: every frame returned comes from the allocator, unused and zeroed.
+unsafe impl paging::FrameAllocator<Size4KiB> for KernelFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        allocate_zeroed()
+    }
+}

@@ -1,0 +1,4 @@
+//! Kernel objects, one module each.
+
+pub mod address_space;
+pub mod thread;

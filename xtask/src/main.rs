@@ -1,0 +1,111 @@
+//! `cargo xtask`: build, boot and test the system with one command.
+//!
+//! ```text
+//! cargo xtask run   [--uefi] [--release] [--gdb]   build and boot in QEMU
+//! cargo xtask image [--release]                    write the disk images
+//! cargo xtask test                                 host unit tests + QEMU tests
+//! ```
+
+use abi::debug_exit::Outcome;
+use image_builder::qemu::{self, Firmware};
+use image_builder::{BuildOptions, workspace_root};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <command> [options]
+
+commands:
+  run     build everything and boot it in QEMU, serial console on this terminal
+            --uefi     boot through UEFI (default: BIOS)
+            --release  optimised build
+            --gdb      QEMU waits for a debugger on localhost:1234
+  image   build everything and write the BIOS and UEFI images
+            --release  optimised build
+  test    run the host unit tests and the QEMU integration tests";
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, options)) = arguments.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let allowed: &[&str] = match command.as_str() {
+        "run" => &["--uefi", "--release", "--gdb"],
+        "image" => &["--release"],
+        "test" => &[],
+        _ => &[],
+    };
+    if !matches!(command.as_str(), "run" | "image" | "test") {
+        eprintln!("unknown command '{command}'\n\n{USAGE}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(unknown) = options.iter().find(|option| !allowed.contains(&option.as_str())) {
+        eprintln!("'{command}' takes no option '{unknown}'\n\n{USAGE}");
+        return ExitCode::FAILURE;
+    }
+    let has = |flag: &str| options.iter().any(|option| option == flag);
+    let build = BuildOptions { release: has("--release"), features: Vec::new() };
+    let result = match command.as_str() {
+        "run" => run(&build, if has("--uefi") { Firmware::Uefi } else { Firmware::Bios }, has("--gdb")),
+        "image" => image(&build),
+        _ => test(),
+    };
+    result.unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        ExitCode::FAILURE
+    })
+}
+
+fn image(build: &BuildOptions) -> Result<ExitCode, String> {
+    let images = image_builder::build(build).map_err(|error| error.to_string())?;
+    println!("BIOS image: {}", images.bios.display());
+    println!("UEFI image: {}", images.uefi.display());
+    println!("kernel ELF: {}", images.kernel.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(build: &BuildOptions, firmware: Firmware, gdb: bool) -> Result<ExitCode, String> {
+    qemu::check_tools(firmware).map_err(|error| error.to_string())?;
+    let images = image_builder::build(build).map_err(|error| error.to_string())?;
+    let image = if firmware == Firmware::Uefi { &images.uefi } else { &images.bios };
+    let mut command = qemu::command(image, firmware, gdb).map_err(|error| error.to_string())?;
+    if gdb {
+        eprintln!(
+            "QEMU waits for a debugger; in another terminal:\n  gdb {} -ex 'target remote localhost:1234'",
+            images.kernel.display()
+        );
+    }
+    let status = command.status().map_err(|error| format!("cannot start QEMU: {error}"))?;
+    Ok(match qemu::outcome(status) {
+        Some(Outcome::Success) => ExitCode::SUCCESS,
+        Some(Outcome::InitFailed) => {
+            eprintln!("init failed (see the log above)");
+            ExitCode::from(1)
+        }
+        Some(Outcome::KernelPanic) => {
+            eprintln!("the kernel panicked (see the log above)");
+            ExitCode::from(2)
+        }
+        None => {
+            eprintln!("QEMU stopped without a report from the kernel ({status})");
+            ExitCode::from(3)
+        }
+    })
+}
+
+fn test() -> Result<ExitCode, String> {
+    for firmware in [Firmware::Bios, Firmware::Uefi] {
+        qemu::check_tools(firmware).map_err(|error| error.to_string())?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
+    for step in [&["test"][..], &["test", "--package", "tests"][..]] {
+        let status = Command::new(&cargo)
+            .current_dir(workspace_root())
+            .args(step)
+            .status()
+            .map_err(|error| format!("cannot run cargo: {error}"))?;
+        if !status.success() {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
