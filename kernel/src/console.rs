@@ -45,6 +45,21 @@ fn drain() {
     }
 }
 
+/// Whether the system may stop. Always, except in the console-input test,
+/// where the kernel idles (taking COM1 interrupts) until a whole line has
+/// arrived, so the test can check that typed input reaches the kernel.
+pub fn ready_to_stop() -> bool {
+    if cfg!(feature = "console-input-test") {
+        static ANNOUNCED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+        if !ANNOUNCED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+            log::info!("console: waiting for a line of input");
+        }
+        let input = INPUT.lock();
+        return input.bytes[..input.len].contains(&b'\n');
+    }
+    true
+}
+
 /// Logs what came in on the console, if anything.
 pub fn report() {
     drain();

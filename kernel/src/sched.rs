@@ -6,6 +6,7 @@
 //! init ended and stops the machine.
 
 use crate::arch::{apic, entry, percpu, power};
+use crate::console;
 use crate::object::thread::Thread;
 use abi::debug_exit::Outcome;
 use alloc::boxed::Box;
@@ -115,7 +116,7 @@ pub fn resume() -> ! {
             // selectors and user addresses.
             unsafe { entry::return_to_user() }
         }
-        if scheduler.ready.is_empty() && scheduler.started > 0 {
+        if scheduler.ready.is_empty() && scheduler.started > 0 && console::ready_to_stop() {
             let end = scheduler.init_end;
             drop(scheduler);
             shut_down(end);
@@ -142,7 +143,7 @@ pub fn preempt() {
 }
 
 fn shut_down(init_end: Option<ThreadEnd>) -> ! {
-    crate::console::report();
+    console::report();
     let ticks = apic::TICKS.load(Ordering::Relaxed);
     log::info!("kernel: no user threads left after {ticks} timer ticks; stopping");
     match init_end {

@@ -1,1 +1,167 @@
-//! tests
+//! The harness for tests that boot the real system in QEMU.
+//!
+//! [`Machine::boot`] builds the image (once per feature set and test
+//! binary), starts QEMU on it with the serial console on pipes, and
+//! collects everything the system prints. A test then waits for lines,
+//! types input, and reads how the run ended from the `isa-debug-exit`
+//! device. Every wait has a timeout, after which QEMU is killed and the
+//! test fails with the output so far.
+
+use abi::debug_exit::Outcome;
+use image_builder::qemu::{self, Firmware};
+use image_builder::{BuildOptions, Images};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a boot may take before a test gives up. Generous: a test only
+/// waits this long when something is already wrong.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Builds (or reuses) the images for a set of test features such as
+/// `"init/user-fault-test"`. Builds run one at a time: they share cargo's
+/// output directory.
+pub fn images(features: &[&str]) -> Images {
+    static BUILT: Mutex<Option<HashMap<Vec<String>, Images>>> = Mutex::new(None);
+    let key: Vec<String> = features.iter().map(|feature| feature.to_string()).collect();
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cache = built.get_or_insert_with(HashMap::new);
+    if let Some(images) = cache.get(&key) {
+        return images.clone();
+    }
+    let options = BuildOptions { release: false, features: key.clone() };
+    let images = image_builder::build(&options).unwrap_or_else(|error| panic!("building the image failed: {error}"));
+    cache.insert(key, images.clone());
+    images
+}
+
+/// Output collected so far, with a signal for each new chunk.
+#[derive(Default)]
+struct Output {
+    text: Mutex<String>,
+    changed: Condvar,
+}
+
+/// A running QEMU.
+pub struct Machine {
+    child: Child,
+    input: Option<ChildStdin>,
+    output: Arc<Output>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The kernel's report, or `None` if QEMU ended without one.
+    pub outcome: Option<Outcome>,
+    /// Everything the system printed.
+    pub output: String,
+}
+
+impl Machine {
+    /// Starts QEMU on the image for `features` with `firmware`.
+    ///
+    /// # Panics
+    /// If the image cannot be built or QEMU cannot start.
+    pub fn boot(features: &[&str], firmware: Firmware) -> Self {
+        let images = images(features);
+        let image = match firmware {
+            Firmware::Bios => images.bios,
+            Firmware::Uefi => images.uefi,
+        };
+        let mut command = qemu::command(&image, firmware, false).unwrap_or_else(|error| panic!("{error}"));
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start QEMU: {error}"));
+        let output = Arc::new(Output::default());
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let sink = Arc::clone(&output);
+        thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(count @ 1..) = stdout.read(&mut buffer) {
+                let text = String::from_utf8_lossy(&buffer[..count]);
+                sink.text.lock().unwrap().push_str(&text);
+                sink.changed.notify_all();
+            }
+        });
+        let input = child.stdin.take();
+        Self { child, input, output }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.output.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the output contains `text`.
+    ///
+    /// # Panics
+    /// After `timeout`, killing QEMU and showing the output so far.
+    pub fn wait_for(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = self.output.text.lock().unwrap();
+        while !seen.contains(text) {
+            let now = Instant::now();
+            if now >= deadline {
+                let output = seen.clone();
+                drop(seen);
+                let _ = self.child.kill();
+                panic!("no {text:?} within {timeout:?}; output:\n{output}");
+            }
+            seen = self.output.changed.wait_timeout(seen, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Types `text` on the serial console.
+    ///
+    /// # Panics
+    /// If QEMU no longer reads its input.
+    pub fn type_text(&mut self, text: &str) {
+        let input = self.input.as_mut().expect("input is open until the machine is finished");
+        input.write_all(text.as_bytes()).and_then(|()| input.flush()).expect("QEMU's input is closed");
+    }
+
+    /// Waits for QEMU to exit and returns how the run ended.
+    ///
+    /// # Panics
+    /// After `timeout`, killing QEMU and showing the output so far.
+    pub fn wait_exit(mut self, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for QEMU") {
+                // Let the reader drain the pipe before reporting.
+                thread::sleep(Duration::from_millis(50));
+                return Finished { outcome: qemu::outcome(status), output: self.output() };
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("QEMU still running after {timeout:?}; output:\n{}", self.output());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // A test that failed half-way must not leave QEMU running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Asserts that `output` contains every one of `texts`, showing it if not.
+pub fn assert_contains(output: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(output.contains(text), "expected {text:?} in the output:\n{output}");
+    }
+}
