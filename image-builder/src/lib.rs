@@ -56,13 +56,17 @@ pub struct Images {
     pub bios: PathBuf,
     /// Image for UEFI machines.
     pub uefi: PathBuf,
-    /// The kernel ELF, with symbols (for a debugger).
+    /// The kernel ELF with its debug information (for a debugger); the
+    /// images carry a copy without it.
     pub kernel: PathBuf,
 }
 
 /// The workspace root (where `system.toml` lives).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("image-builder sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("image-builder sits in the workspace")
+        .to_path_buf()
 }
 
 /// Where this build's outputs go: one directory per profile and feature
@@ -90,14 +94,53 @@ pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     std::fs::create_dir_all(&output).map_err(|error| Error::Io(output.clone(), error))?;
     let kernel = output.join("kernel");
     std::fs::copy(binaries.join("kernel"), &kernel).map_err(|error| Error::Io(binaries.join("kernel"), error))?;
-    let programs: Vec<(String, PathBuf)> =
-        description.programs.iter().map(|program| (program.name.clone(), binaries.join(&program.name))).collect();
+    // What the loader reads from disk goes without debug information: under
+    // emulation every megabyte the BIOS reads costs about a second.
+    let loaded_kernel = output.join("kernel.stripped");
+    strip_debug_info(&kernel, &loaded_kernel)?;
+    let mut programs = Vec::new();
+    for program in &description.programs {
+        let stripped = output.join(format!("{}.stripped", program.name));
+        strip_debug_info(&binaries.join(&program.name), &stripped)?;
+        programs.push((program.name.clone(), stripped));
+    }
     let archive = pack::pack(&kernel, &programs, &description_path)?;
     let ramdisk = output.join("boot-archive");
     std::fs::write(&ramdisk, archive).map_err(|error| Error::Io(ramdisk.clone(), error))?;
-    let images = Images { bios: output.join("bios.img"), uefi: output.join("uefi.img"), kernel };
-    disk::write_images(&images, &ramdisk)?;
+    let images = Images {
+        bios: output.join("bios.img"),
+        uefi: output.join("uefi.img"),
+        kernel,
+    };
+    disk::write_images(&images, &loaded_kernel, &ramdisk)?;
     Ok(images)
+}
+
+/// Copies the ELF file `input` to `output` without its debug information,
+/// with `llvm-objcopy` from the toolchain's `llvm-tools-preview` component.
+fn strip_debug_info(input: &Path, output: &Path) -> Result<(), Error> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|error| Error::Build(format!("cannot run rustc: {error}")))?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let objcopy = Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy");
+    if !objcopy.is_file() {
+        return Err(Error::MissingTool(format!(
+            "{} not found: install it with `rustup component add llvm-tools-preview`",
+            objcopy.display()
+        )));
+    }
+    let status = Command::new(&objcopy)
+        .arg("--strip-debug")
+        .arg(input)
+        .arg(output)
+        .status()
+        .map_err(|error| Error::Build(format!("cannot run {}: {error}", objcopy.display())))?;
+    if !status.success() {
+        return Err(Error::Build(format!("llvm-objcopy failed on {}", input.display())));
+    }
+    Ok(())
 }
 
 /// Runs cargo for the bare-metal target and returns the directory holding
@@ -108,7 +151,9 @@ fn compile(options: &BuildOptions, description: &system::SystemDescription) -> R
     let target_directory = root.join("target").join("system");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
     let mut command = Command::new(cargo);
-    command.current_dir(&root).args(["build", "--target", "x86_64-unknown-none", "--package", "kernel"]);
+    command
+        .current_dir(&root)
+        .args(["build", "--target", "x86_64-unknown-none", "--package", "kernel"]);
     for program in &description.programs {
         command.args(["--package", &program.name]);
     }
@@ -119,9 +164,13 @@ fn compile(options: &BuildOptions, description: &system::SystemDescription) -> R
         command.args(["--features", &options.features.join(",")]);
     }
     command.arg("--target-dir").arg(&target_directory);
-    let status = command.status().map_err(|error| Error::Build(format!("cannot run cargo: {error}")))?;
+    let status = command
+        .status()
+        .map_err(|error| Error::Build(format!("cannot run cargo: {error}")))?;
     if !status.success() {
-        return Err(Error::Build(String::from("building the kernel and programs failed (see cargo's output above)")));
+        return Err(Error::Build(String::from(
+            "building the kernel and programs failed (see cargo's output above)",
+        )));
     }
     let profile = if options.release { "release" } else { "debug" };
     Ok(target_directory.join("x86_64-unknown-none").join(profile))

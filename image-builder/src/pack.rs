@@ -39,7 +39,11 @@ pub fn kernel_symbols(path: &Path, bytes: &[u8]) -> Result<SymbolTable, Error> {
         .filter(|symbol| symbol.kind() == SymbolKind::Text && symbol.address() != 0)
         .filter_map(|symbol| {
             let name = symbol.name().ok()?;
-            Some(Symbol { address: symbol.address(), size: symbol.size(), name: format!("{:#}", rustc_demangle::demangle(name)) })
+            Some(Symbol {
+                address: symbol.address(),
+                size: symbol.size(),
+                name: format!("{:#}", rustc_demangle::demangle(name)),
+            })
         })
         .collect();
     Ok(SymbolTable::new(symbols))
@@ -58,9 +62,13 @@ pub fn pack(kernel: &Path, programs: &[(String, PathBuf)], description: &Path) -
         check_program(path, &bytes)?;
         archive.add(name, EntryKind::Program, bytes).map_err(invalid)?;
     }
-    archive.add(SYSTEM_DESCRIPTION, EntryKind::SystemDescription, read(description)?).map_err(invalid)?;
+    archive
+        .add(SYSTEM_DESCRIPTION, EntryKind::SystemDescription, read(description)?)
+        .map_err(invalid)?;
     let symbols = kernel_symbols(kernel, &read(kernel)?)?;
-    archive.add(KERNEL_SYMBOLS, EntryKind::KernelSymbols, symbols.to_bytes()).map_err(invalid)?;
+    archive
+        .add(KERNEL_SYMBOLS, EntryKind::KernelSymbols, symbols.to_bytes())
+        .map_err(invalid)?;
     Ok(archive.build())
 }
 
@@ -93,9 +101,15 @@ mod tests {
 
     #[test]
     fn refuses_a_file_that_is_not_elf() {
-        let path = scratch("notes.txt", b"just some text, long enough to hold an ELF header if it were one.....");
+        let path = scratch(
+            "notes.txt",
+            b"just some text, long enough to hold an ELF header if it were one.....",
+        );
         let message = refusal(pack(&path, &[("notes".into(), path.clone())], &path));
-        assert!(message.contains("notes.txt") && message.contains("not an ELF file"), "{message}");
+        assert!(
+            message.contains("notes.txt") && message.contains("not an ELF file"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -112,6 +126,9 @@ mod tests {
         header[54..56].copy_from_slice(&56u16.to_le_bytes());
         let path = scratch("arm-program", &header);
         let message = refusal(pack(&path, &[("arm".into(), path.clone())], &path));
-        assert!(message.contains("arm-program") && message.contains("architecture"), "{message}");
+        assert!(
+            message.contains("arm-program") && message.contains("architecture"),
+            "{message}"
+        );
     }
 }

@@ -25,8 +25,11 @@ const QEMU: &str = "qemu-system-x86_64";
 const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 fn find_in_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|directory| directory.join(program)).find(|path| path.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|directory| directory.join(program))
+            .find(|path| path.is_file())
+    })
 }
 
 /// Checks that QEMU (and OVMF for UEFI) are installed.
@@ -40,7 +43,9 @@ pub fn check_tools(firmware: Firmware) -> Result<(), Error> {
         )));
     }
     if firmware == Firmware::Uefi && !Path::new(OVMF).is_file() {
-        return Err(Error::MissingTool(format!("{OVMF} not found: install it with `sudo apt-get install ovmf`")));
+        return Err(Error::MissingTool(format!(
+            "{OVMF} not found: install it with `sudo apt-get install ovmf`"
+        )));
     }
     Ok(())
 }

@@ -41,7 +41,10 @@ impl SystemDescription {
             return Err(String::from("no program named 'init': the kernel has nothing to start"));
         }
         for (index, program) in description.programs.iter().enumerate() {
-            if description.programs[..index].iter().any(|other| other.name == program.name) {
+            if description.programs[..index]
+                .iter()
+                .any(|other| other.name == program.name)
+            {
                 return Err(format!("program '{}' is listed twice", program.name));
             }
         }
@@ -66,7 +69,8 @@ mod tests {
 
     #[test]
     fn refuses_duplicates_and_unknown_fields() {
-        let error = SystemDescription::parse("[[program]]\nname = \"init\"\n[[program]]\nname = \"init\"\n").unwrap_err();
+        let error =
+            SystemDescription::parse("[[program]]\nname = \"init\"\n[[program]]\nname = \"init\"\n").unwrap_err();
         assert!(error.contains("listed twice"), "{error}");
         assert!(SystemDescription::parse("[[program]]\nname = \"init\"\ncolour = 1\n").is_err());
     }

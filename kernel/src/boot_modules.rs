@@ -17,14 +17,21 @@ static SYMBOLS: Once<(SymbolTable, u64)> = Once::new();
 pub fn init(bytes: &'static [u8], kernel_offset: u64) -> Result<(), ArchiveError> {
     let archive = Archive::parse(bytes)?;
     for file in archive.entries() {
-        log::info!("boot archive: {:?} '{}' ({} bytes)", file.kind, file.name, file.data.len());
+        log::info!(
+            "boot archive: {:?} '{}' ({} bytes)",
+            file.kind,
+            file.name,
+            file.data.len()
+        );
     }
     if let Some(file) = archive.find_kind(EntryKind::KernelSymbols) {
         match SymbolTable::parse(file.data) {
             Ok(table) => {
                 SYMBOLS.call_once(|| (table, kernel_offset));
             }
-            Err(error) => log::warn!("boot archive: kernel symbols unreadable ({error:?}); backtraces show addresses only"),
+            Err(error) => {
+                log::warn!("boot archive: kernel symbols unreadable ({error:?}); backtraces show addresses only")
+            }
         }
     }
     ARCHIVE.call_once(|| archive);

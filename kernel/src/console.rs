@@ -13,7 +13,11 @@ struct Input {
     dropped: usize,
 }
 
-static INPUT: Mutex<Input> = Mutex::new(Input { bytes: [0; CAPACITY], len: 0, dropped: 0 });
+static INPUT: Mutex<Input> = Mutex::new(Input {
+    bytes: [0; CAPACITY],
+    len: 0,
+    dropped: 0,
+});
 static COM1_LINE: spin::Once<u8> = spin::Once::new();
 
 /// Routes COM1's interrupt to the kernel and takes what already arrived.
@@ -66,6 +70,10 @@ pub fn report() {
     let input = INPUT.lock();
     if input.len > 0 {
         let text = core::str::from_utf8(&input.bytes[..input.len]).unwrap_or("<not UTF-8>");
-        log::info!("console: received {} bytes of input: {:?}", input.len + input.dropped, text);
+        log::info!(
+            "console: received {} bytes of input: {:?}",
+            input.len + input.dropped,
+            text
+        );
     }
 }

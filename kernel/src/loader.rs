@@ -43,7 +43,11 @@ impl fmt::Display for LoadError {
 /// [`LoadError`] says why; everything built so far is freed.
 pub fn load(name: &str, image: &[u8], argument: u64) -> Result<Box<Thread>, LoadError> {
     let elf = Elf::parse(image).map_err(LoadError::Elf)?;
-    let bias = if elf.is_position_independent() { PIE_BASE - elf.address_range().0 } else { 0 };
+    let bias = if elf.is_position_independent() {
+        PIE_BASE - elf.address_range().0
+    } else {
+        0
+    };
     let mut space = AddressSpace::new().map_err(LoadError::Map)?;
     for segment in elf.segments() {
         let mut flags = PageTableFlags::empty();
@@ -66,16 +70,27 @@ pub fn load(name: &str, image: &[u8], argument: u64) -> Result<Box<Thread>, Load
         }
         space.write_user(start, segment.data).map_err(LoadError::Map)?;
     }
-    elf.relocations(bias, |target, value| space.write_user(VirtAddr::new(target + bias), &value.to_le_bytes()))
-        .map_err(|error| match error {
-            RelocationError::Elf(error) => LoadError::Elf(error),
-            RelocationError::Apply(error) => LoadError::Map(error),
-        })?;
+    elf.relocations(bias, |target, value| {
+        space.write_user(VirtAddr::new(target + bias), &value.to_le_bytes())
+    })
+    .map_err(|error| match error {
+        RelocationError::Elf(error) => LoadError::Elf(error),
+        RelocationError::Apply(error) => LoadError::Map(error),
+    })?;
     let stack_bottom = STACK_TOP - STACK_SIZE;
     let stack_flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    for page in Page::range(Page::containing_address(VirtAddr::new(stack_bottom)), Page::containing_address(VirtAddr::new(STACK_TOP))) {
+    for page in Page::range(
+        Page::containing_address(VirtAddr::new(stack_bottom)),
+        Page::containing_address(VirtAddr::new(STACK_TOP)),
+    ) {
         space.map_new_page(page, stack_flags).map_err(LoadError::Map)?;
     }
     let entry = VirtAddr::new(elf.entry() + bias);
-    Ok(Box::new(Thread::new(String::from(name), Arc::new(space), entry, VirtAddr::new(STACK_TOP), argument)))
+    Ok(Box::new(Thread::new(
+        String::from(name),
+        Arc::new(space),
+        entry,
+        VirtAddr::new(STACK_TOP),
+        argument,
+    )))
 }

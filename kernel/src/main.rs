@@ -51,7 +51,11 @@ fn boot(boot_info: &'static mut BootInfo) -> ! {
     arch::paging::init();
     memory::frames::init(&boot_info.memory_regions);
     memory::heap::init();
-    let ist = [memory::stacks::allocate(), memory::stacks::allocate(), memory::stacks::allocate()];
+    let ist = [
+        memory::stacks::allocate(),
+        memory::stacks::allocate(),
+        memory::stacks::allocate(),
+    ];
     arch::gdt::init(ist);
     arch::idt::init();
     let kernel_stack = memory::stacks::allocate();
@@ -119,6 +123,9 @@ extern "C" fn start(boot_info: &'static mut BootInfo, stack_top: u64) -> ! {
         Ok(thread) => sched::spawn(thread),
         Err(error) => panic!("cannot load '{INIT}': {error}"),
     }
-    ::log::info!("kernel: starting {INIT} ({} KiB free)", memory::frames::free_frames() * 4);
+    ::log::info!(
+        "kernel: starting {INIT} ({} KiB free)",
+        memory::frames::free_frames() * 4
+    );
     sched::resume()
 }

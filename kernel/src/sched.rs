@@ -45,8 +45,13 @@ struct Scheduler {
     started: u64,
 }
 
-static SCHEDULER: Mutex<Scheduler> =
-    Mutex::new(Scheduler { current: None, ready: VecDeque::new(), fpu_loaded: false, init_end: None, started: 0 });
+static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
+    current: None,
+    ready: VecDeque::new(),
+    fpu_loaded: false,
+    init_end: None,
+    started: 0,
+});
 
 /// Makes `thread` runnable.
 pub fn spawn(thread: Box<Thread>) {
@@ -61,7 +66,10 @@ pub fn spawn(thread: Box<Thread>) {
 /// If there is no current thread: only entries from user mode call this.
 pub fn with_current<R>(f: impl FnOnce(&mut Thread) -> R) -> R {
     let mut scheduler = SCHEDULER.lock();
-    f(scheduler.current.as_mut().expect("an entry from user mode has a current thread"))
+    f(scheduler
+        .current
+        .as_mut()
+        .expect("an entry from user mode has a current thread"))
 }
 
 /// Ends the current thread and frees what it owned.
@@ -71,7 +79,13 @@ pub fn end_current(end: ThreadEnd) {
     scheduler.fpu_loaded = false;
     match end {
         ThreadEnd::Exited(status) => log::info!("thread '{}' exited with status {status}", thread.name),
-        ThreadEnd::Faulted { vector, error_code, address, rip, rsp } => log::warn!(
+        ThreadEnd::Faulted {
+            vector,
+            error_code,
+            address,
+            rip,
+            rsp,
+        } => log::warn!(
             "thread '{}' killed by {} (vector {vector}, error code {error_code:#x}) at rip {rip:#x}, \
              address {address:#x}, rsp {rsp:#x}; the kernel carries on",
             thread.name,
@@ -94,9 +108,7 @@ pub fn resume() -> ! {
     loop {
         let mut scheduler = SCHEDULER.lock();
         if scheduler.current.is_none() {
-            if let Some(next) = scheduler.ready.pop_front() {
-                scheduler.current = Some(next);
-            }
+            scheduler.current = scheduler.ready.pop_front();
         }
         if let Some(thread) = scheduler.current.as_ref() {
             if !scheduler.fpu_loaded {

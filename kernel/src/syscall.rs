@@ -10,7 +10,17 @@ use x86_64::VirtAddr;
 pub fn dispatch() {
     let (number, arguments) = sched::with_current(|thread| {
         let context = &thread.context;
-        (context.rax, [context.rdi, context.rsi, context.rdx, context.r10, context.r8, context.r9])
+        (
+            context.rax,
+            [
+                context.rdi,
+                context.rsi,
+                context.rdx,
+                context.r10,
+                context.r8,
+                context.r9,
+            ],
+        )
     });
     let result = match Syscall::from_number(number) {
         None => Err(Error::new(ErrorKind::UnknownSyscall)),

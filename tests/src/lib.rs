@@ -32,7 +32,10 @@ pub fn images(features: &[&str]) -> Images {
     if let Some(images) = cache.get(&key) {
         return images.clone();
     }
-    let options = BuildOptions { release: false, features: key.clone() };
+    let options = BuildOptions {
+        release: false,
+        features: key.clone(),
+    };
     let images = image_builder::build(&options).unwrap_or_else(|error| panic!("building the image failed: {error}"));
     cache.insert(key, images.clone());
     images
@@ -123,8 +126,14 @@ impl Machine {
     /// # Panics
     /// If QEMU no longer reads its input.
     pub fn type_text(&mut self, text: &str) {
-        let input = self.input.as_mut().expect("input is open until the machine is finished");
-        input.write_all(text.as_bytes()).and_then(|()| input.flush()).expect("QEMU's input is closed");
+        let input = self
+            .input
+            .as_mut()
+            .expect("input is open until the machine is finished");
+        input
+            .write_all(text.as_bytes())
+            .and_then(|()| input.flush())
+            .expect("QEMU's input is closed");
     }
 
     /// Waits for QEMU to exit and returns how the run ended.
@@ -137,7 +146,10 @@ impl Machine {
             if let Some(status) = self.child.try_wait().expect("waiting for QEMU") {
                 // Let the reader drain the pipe before reporting.
                 thread::sleep(Duration::from_millis(50));
-                return Finished { outcome: qemu::outcome(status), output: self.output() };
+                return Finished {
+                    outcome: qemu::outcome(status),
+                    output: self.output(),
+                };
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();

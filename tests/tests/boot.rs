@@ -17,7 +17,11 @@ fn boots_to_init(firmware: Firmware) {
             "thread 'init' exited with status 0",
         ],
     );
-    assert!(!finished.output.contains("KERNEL"), "kernel trouble:\n{}", finished.output);
+    assert!(
+        !finished.output.contains("KERNEL"),
+        "kernel trouble:\n{}",
+        finished.output
+    );
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{}", finished.output);
 }
 

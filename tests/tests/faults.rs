@@ -19,9 +19,22 @@ fn user_fault_is_reported_and_the_kernel_stays_up() {
             "kernel: no user threads left",
         ],
     );
-    assert!(!finished.output.contains("init: done"), "init ran past its fault:\n{}", finished.output);
-    assert!(!finished.output.contains("KERNEL"), "kernel trouble:\n{}", finished.output);
-    assert_eq!(finished.outcome, Some(Outcome::InitFailed), "output:\n{}", finished.output);
+    assert!(
+        !finished.output.contains("init: done"),
+        "init ran past its fault:\n{}",
+        finished.output
+    );
+    assert!(
+        !finished.output.contains("KERNEL"),
+        "kernel trouble:\n{}",
+        finished.output
+    );
+    assert_eq!(
+        finished.outcome,
+        Some(Outcome::InitFailed),
+        "output:\n{}",
+        finished.output
+    );
 }
 
 #[test]
@@ -39,5 +52,10 @@ fn kernel_exception_prints_a_symbolised_backtrace() {
             "kernel::start",
         ],
     );
-    assert_eq!(finished.outcome, Some(Outcome::KernelPanic), "output:\n{}", finished.output);
+    assert_eq!(
+        finished.outcome,
+        Some(Outcome::KernelPanic),
+        "output:\n{}",
+        finished.output
+    );
 }

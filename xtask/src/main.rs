@@ -4,7 +4,10 @@
 //! cargo xtask run   [--uefi] [--release] [--gdb]   build and boot in QEMU
 //! cargo xtask image [--release]                    write the disk images
 //! cargo xtask test                                 host unit tests + QEMU tests
+//! cargo xtask bench                                boot-time figures
 //! ```
+
+mod bench;
 
 use abi::debug_exit::Outcome;
 use image_builder::qemu::{self, Firmware};
@@ -20,7 +23,8 @@ commands:
             --gdb      QEMU waits for a debugger on localhost:1234
   image   build everything and write the BIOS and UEFI images
             --release  optimised build
-  test    run the host unit tests and the QEMU integration tests";
+  test    run the host unit tests and the QEMU integration tests
+  bench   boot the release image repeatedly and print timings";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -31,10 +35,9 @@ fn main() -> ExitCode {
     let allowed: &[&str] = match command.as_str() {
         "run" => &["--uefi", "--release", "--gdb"],
         "image" => &["--release"],
-        "test" => &[],
         _ => &[],
     };
-    if !matches!(command.as_str(), "run" | "image" | "test") {
+    if !matches!(command.as_str(), "run" | "image" | "test" | "bench") {
         eprintln!("unknown command '{command}'\n\n{USAGE}");
         return ExitCode::FAILURE;
     }
@@ -43,10 +46,18 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let has = |flag: &str| options.iter().any(|option| option == flag);
-    let build = BuildOptions { release: has("--release"), features: Vec::new() };
+    let build = BuildOptions {
+        release: has("--release"),
+        features: Vec::new(),
+    };
     let result = match command.as_str() {
-        "run" => run(&build, if has("--uefi") { Firmware::Uefi } else { Firmware::Bios }, has("--gdb")),
+        "run" => run(
+            &build,
+            if has("--uefi") { Firmware::Uefi } else { Firmware::Bios },
+            has("--gdb"),
+        ),
         "image" => image(&build),
+        "bench" => bench::run().map(|()| ExitCode::SUCCESS),
         _ => test(),
     };
     result.unwrap_or_else(|message| {
@@ -66,7 +77,11 @@ fn image(build: &BuildOptions) -> Result<ExitCode, String> {
 fn run(build: &BuildOptions, firmware: Firmware, gdb: bool) -> Result<ExitCode, String> {
     qemu::check_tools(firmware).map_err(|error| error.to_string())?;
     let images = image_builder::build(build).map_err(|error| error.to_string())?;
-    let image = if firmware == Firmware::Uefi { &images.uefi } else { &images.bios };
+    let image = if firmware == Firmware::Uefi {
+        &images.uefi
+    } else {
+        &images.bios
+    };
     let mut command = qemu::command(image, firmware, gdb).map_err(|error| error.to_string())?;
     if gdb {
         eprintln!(
@@ -74,7 +89,9 @@ fn run(build: &BuildOptions, firmware: Firmware, gdb: bool) -> Result<ExitCode, 
             images.kernel.display()
         );
     }
-    let status = command.status().map_err(|error| format!("cannot start QEMU: {error}"))?;
+    let status = command
+        .status()
+        .map_err(|error| format!("cannot start QEMU: {error}"))?;
     Ok(match qemu::outcome(status) {
         Some(Outcome::Success) => ExitCode::SUCCESS,
         Some(Outcome::InitFailed) => {

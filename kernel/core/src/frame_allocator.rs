@@ -51,13 +51,14 @@ impl<'a> FrameAllocator<'a> {
     /// bookkeeping, and keeps `reserved` (the bitmap's own frames, say)
     /// allocated. Partial frames at region edges are left out; memory beyond
     /// what `bitmap` can describe is ignored.
-    pub fn new(
-        bitmap: &'a mut [u64],
-        usable: impl Iterator<Item = Range<u64>>,
-        reserved: Range<u64>,
-    ) -> Self {
+    pub fn new(bitmap: &'a mut [u64], usable: impl Iterator<Item = Range<u64>>, reserved: Range<u64>) -> Self {
         bitmap.fill(0);
-        let mut allocator = Self { bitmap, next_word: 0, free_frames: 0, total_frames: 0 };
+        let mut allocator = Self {
+            bitmap,
+            next_word: 0,
+            free_frames: 0,
+            total_frames: 0,
+        };
         let limit = allocator.bitmap.len() as u64 * 64;
         for region in usable {
             let first = region.start.div_ceil(FRAME_SIZE);
@@ -93,7 +94,7 @@ impl<'a> FrameAllocator<'a> {
     /// Refuses a misaligned address, an address beyond the tracked memory,
     /// and a frame that is already free, leaving the allocator unchanged.
     pub fn free(&mut self, address: u64) -> Result<(), FreeError> {
-        if address % FRAME_SIZE != 0 {
+        if !address.is_multiple_of(FRAME_SIZE) {
             return Err(FreeError::Misaligned);
         }
         let frame = address / FRAME_SIZE;
@@ -175,7 +176,7 @@ mod tests {
     #[test]
     fn reserved_frames_are_never_handed_out() {
         let mut bitmap = bitmap_for(0x10_0000);
-        let mut allocator = FrameAllocator::new(&mut bitmap, [0..0x5000].into_iter(), 0x1000..0x3000);
+        let mut allocator = FrameAllocator::new(&mut bitmap, core::iter::once(0..0x5000), 0x1000..0x3000);
         let mut got = Vec::new();
         while let Some(frame) = allocator.allocate() {
             got.push(frame);
@@ -186,7 +187,7 @@ mod tests {
     #[test]
     fn freed_frames_come_back_and_double_free_is_refused() {
         let mut bitmap = bitmap_for(0x100_0000);
-        let mut allocator = FrameAllocator::new(&mut bitmap, [0..0x100_0000].into_iter(), 0..0);
+        let mut allocator = FrameAllocator::new(&mut bitmap, core::iter::once(0..0x100_0000), 0..0);
         let frames: Vec<u64> = (0..200).map(|_| allocator.allocate().unwrap()).collect();
         assert_eq!(allocator.free_frames(), 4096 - 200);
         allocator.free(frames[70]).unwrap();
@@ -198,12 +199,12 @@ mod tests {
     #[test]
     fn bad_frees_change_nothing() {
         let mut bitmap = bitmap_for(0x10_0000);
-        let mut allocator = FrameAllocator::new(&mut bitmap, [0..0x10_0000].into_iter(), 0..0);
+        let mut allocator = FrameAllocator::new(&mut bitmap, core::iter::once(0..0x10_0000), 0..0);
         let frame = allocator.allocate().unwrap();
         let free_before = allocator.free_frames();
         assert_eq!(allocator.free(frame + 1), Err(FreeError::Misaligned));
         assert_eq!(allocator.free(0x10_0000), Err(FreeError::OutOfRange));
-        assert_eq!(allocator.free(u64::MAX & !0xfff), Err(FreeError::OutOfRange));
+        assert_eq!(allocator.free(!0xfff), Err(FreeError::OutOfRange));
         assert_eq!(allocator.free_frames(), free_before);
     }
 
@@ -217,7 +218,7 @@ mod tests {
     #[test]
     fn memory_beyond_the_bitmap_is_ignored() {
         let mut bitmap = vec![0u64; 1]; // 64 frames
-        let mut allocator = FrameAllocator::new(&mut bitmap, [0..0x100_0000].into_iter(), 0..0);
+        let mut allocator = FrameAllocator::new(&mut bitmap, core::iter::once(0..0x100_0000), 0..0);
         assert_eq!(allocator.total_frames(), 64);
         let mut count = 0;
         while allocator.allocate().is_some() {

@@ -23,8 +23,8 @@ pub fn init(regions: &MemoryRegions) {
     };
     let end = usable().map(|region| region.end).max().unwrap_or(0);
     let bytes = frame_allocator::bitmap_bytes(end);
-    let start = frame_allocator::bitmap_placement(usable(), bytes)
-        .expect("no usable memory region can hold the frame bitmap");
+    let start =
+        frame_allocator::bitmap_placement(usable(), bytes).expect("no usable memory region can hold the frame bitmap");
     let words = (bytes / 8) as usize;
     // SAFETY: `bitmap_placement` chose a range inside a usable region that
     // the bootloader left free; the direct map covers it; the allocator
@@ -55,10 +55,10 @@ pub fn allocate_zeroed() -> Option<PhysFrame> {
 /// On a double free or a frame the allocator never owned: kernel bookkeeping
 /// is broken and continuing would hand one frame out twice.
 pub fn free(frame: PhysFrame) {
-    if let Some(allocator) = FRAMES.lock().as_mut() {
-        if let Err(error) = allocator.free(frame.start_address().as_u64()) {
-            panic!("freeing frame {:#x}: {error:?}", frame.start_address().as_u64());
-        }
+    if let Some(allocator) = FRAMES.lock().as_mut()
+        && let Err(error) = allocator.free(frame.start_address().as_u64())
+    {
+        panic!("freeing frame {:#x}: {error:?}", frame.start_address().as_u64());
     }
 }
 

@@ -33,6 +33,8 @@ pub fn allocate() -> VirtAddr {
 pub fn contains(range: Range<u64>) -> bool {
     // The lock may be held by the code that failed: then say no.
     STACKS.try_lock().is_some_and(|stacks| {
-        stacks.iter().any(|stack| stack.start <= range.start && range.end <= stack.end && range.start < range.end)
+        stacks
+            .iter()
+            .any(|stack| stack.start <= range.start && range.end <= stack.end && range.start < range.end)
     })
 }

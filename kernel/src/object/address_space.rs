@@ -62,9 +62,8 @@ impl AddressSpace {
         let flags = flags | PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
         let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
         // SAFETY: this address space owns its root; the frame is fresh.
-        let result = unsafe {
-            paging::table(self.root).map_to_with_table_flags(page, frame, flags, parents, &mut KernelFrames)
-        };
+        let result =
+            unsafe { paging::table(self.root).map_to_with_table_flags(page, frame, flags, parents, &mut KernelFrames) };
         match result {
             // Not the current address space's TLB unless it is active; a
             // fresh mapping has no stale entry to flush anyway.
@@ -104,7 +103,11 @@ impl AddressSpace {
         let (physical, flags) = paging::translate(self.root, address)?;
         let needed = PageTableFlags::PRESENT
             | PageTableFlags::USER_ACCESSIBLE
-            | if write { PageTableFlags::WRITABLE } else { PageTableFlags::empty() };
+            | if write {
+                PageTableFlags::WRITABLE
+            } else {
+                PageTableFlags::empty()
+            };
         flags.contains(needed).then_some(physical)
     }
 
@@ -137,13 +140,17 @@ impl AddressSpace {
     }
 
     fn check_user(&self, address: VirtAddr, len: usize, write: bool) -> Result<(), MapError> {
-        let end = address.as_u64().checked_add(len as u64).ok_or(MapError::NotUserAddress)?;
+        let end = address
+            .as_u64()
+            .checked_add(len as u64)
+            .ok_or(MapError::NotUserAddress)?;
         if end > USER_END {
             return Err(MapError::NotUserAddress);
         }
         let mut page = address.align_down(4096u64).as_u64();
         while page < end {
-            self.user_physical(VirtAddr::new(page), write).ok_or(MapError::NotUserAddress)?;
+            self.user_physical(VirtAddr::new(page), write)
+                .ok_or(MapError::NotUserAddress)?;
             page += 4096;
         }
         Ok(())
@@ -206,4 +213,3 @@ unsafe fn free_table(table: PhysFrame, level: u8, range: core::ops::Range<usize>
         entry.set_unused();
     }
 }
-

@@ -29,7 +29,13 @@ pub struct Thread {
 impl Thread {
     /// A thread that will start at `entry` with stack pointer `stack_top`
     /// and `argument` in `rdi`.
-    pub fn new(name: String, address_space: Arc<AddressSpace>, entry: VirtAddr, stack_top: VirtAddr, argument: u64) -> Self {
+    pub fn new(
+        name: String,
+        address_space: Arc<AddressSpace>,
+        entry: VirtAddr,
+        stack_top: VirtAddr,
+        argument: u64,
+    ) -> Self {
         let context = TrapFrame {
             rip: entry.as_u64(),
             rsp: stack_top.as_u64(),
@@ -39,7 +45,12 @@ impl Thread {
             rflags: INITIAL_RFLAGS,
             ..TrapFrame::default()
         };
-        Self { name, context, fpu: FpuState::new(), address_space }
+        Self {
+            name,
+            context,
+            fpu: FpuState::new(),
+            address_space,
+        }
     }
 
     /// The address just past the saved registers: where the next kernel

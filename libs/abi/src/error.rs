@@ -46,7 +46,10 @@ impl Error {
 
     /// An error about argument `index` (0..=5).
     pub const fn in_argument(kind: ErrorKind, index: u8) -> Self {
-        Self { kind, argument: Some(index) }
+        Self {
+            kind,
+            argument: Some(index),
+        }
     }
 
     /// Encodes this error as the status the kernel returns in `rax`.
@@ -89,7 +92,11 @@ mod tests {
 
     #[test]
     fn errors_round_trip_with_and_without_argument() {
-        for kind in [ErrorKind::UnknownSyscall, ErrorKind::InvalidAddress, ErrorKind::InvalidLength] {
+        for kind in [
+            ErrorKind::UnknownSyscall,
+            ErrorKind::InvalidAddress,
+            ErrorKind::InvalidLength,
+        ] {
             let plain = Error::new(kind);
             assert_ne!(plain.to_status(), 0);
             assert_eq!(Error::from_status(plain.to_status()), Err(plain));
@@ -102,9 +109,6 @@ mod tests {
 
     #[test]
     fn unknown_codes_are_errors() {
-        assert_eq!(
-            Error::from_status(0xffff),
-            Err(Error::new(ErrorKind::UnknownSyscall))
-        );
+        assert_eq!(Error::from_status(0xffff), Err(Error::new(ErrorKind::UnknownSyscall)));
     }
 }

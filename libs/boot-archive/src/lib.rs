@@ -118,9 +118,7 @@ struct Entry<'a> {
 
 /// Checks an entry name against the rules of the format.
 fn check_name(name: &str) -> Result<(), ArchiveError> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|byte| byte.is_ascii_graphic());
+    let valid = !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(|byte| byte.is_ascii_graphic());
     if valid {
         Ok(())
     } else {
@@ -204,10 +202,7 @@ impl fmt::Display for ArchiveError {
                 "{CORRUPT}: data of '{name}' does not start on a {ALIGNMENT}-byte boundary"
             ),
             Self::EntryOutOfBounds { name } => {
-                write!(
-                    f,
-                    "{CORRUPT}: data of '{name}' lies outside the archive's data area"
-                )
+                write!(f, "{CORRUPT}: data of '{name}' lies outside the archive's data area")
             }
             Self::EntryChecksumMismatch { name } => {
                 write!(f, "{CORRUPT}: checksum of '{name}' does not match")

@@ -5,9 +5,7 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use crate::crc32::crc32;
-use crate::{
-    ALIGNMENT, ArchiveError, Entry, EntryKind, File, HEADER_LEN, Index, MAGIC, VERSION, check_name,
-};
+use crate::{ALIGNMENT, ArchiveError, Entry, EntryKind, File, HEADER_LEN, Index, MAGIC, VERSION, check_name};
 
 /// A parsed and fully checked boot archive, borrowing the ramdisk's bytes.
 #[derive(Clone, Debug)]
@@ -40,9 +38,7 @@ impl<'a> Archive<'a> {
         }
 
         let index_len = usize::try_from(index_len).map_err(|_| ArchiveError::IndexOutOfBounds)?;
-        let index = header
-            .get(..index_len)
-            .ok_or(ArchiveError::IndexOutOfBounds)?;
+        let index = header.get(..index_len).ok_or(ArchiveError::IndexOutOfBounds)?;
         if crc32(index) != index_checksum {
             return Err(ArchiveError::IndexChecksumMismatch);
         }
@@ -78,9 +74,7 @@ impl<'a> Archive<'a> {
 
 /// Takes the next `N` bytes of the header.
 fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], ArchiveError> {
-    let (head, rest) = bytes
-        .split_first_chunk::<N>()
-        .ok_or(ArchiveError::TooShort)?;
+    let (head, rest) = bytes.split_first_chunk::<N>().ok_or(ArchiveError::TooShort)?;
     *bytes = rest;
     Ok(*head)
 }
@@ -115,9 +109,7 @@ fn check_entry<'a>(
 /// `bytes[offset..offset + length]`, if it lies at or after `data_start`
 /// and inside `bytes`.
 fn data_in_bounds(bytes: &[u8], data_start: usize, offset: u64, length: u64) -> Option<&[u8]> {
-    let start = usize::try_from(offset)
-        .ok()
-        .filter(|&start| start >= data_start)?;
+    let start = usize::try_from(offset).ok().filter(|&start| start >= data_start)?;
     let end = start.checked_add(usize::try_from(length).ok()?)?;
     bytes.get(start..end)
 }

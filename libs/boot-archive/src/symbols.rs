@@ -78,9 +78,7 @@ impl SymbolTable {
     /// lies within its `size` bytes or, when its size is 0 (unknown), at any
     /// distance, up to the next symbol.
     pub fn lookup(&self, address: u64) -> Option<(&str, u64)> {
-        let after = self
-            .symbols
-            .partition_point(|symbol| symbol.address <= address);
+        let after = self.symbols.partition_point(|symbol| symbol.address <= address);
         let symbol = self.symbols.get(after.checked_sub(1)?)?;
         let offset = address - symbol.address;
         (symbol.size == 0 || offset < symbol.size).then_some((symbol.name.as_str(), offset))
@@ -101,10 +99,7 @@ impl fmt::Display for SymbolTableError {
         match self {
             Self::Malformed => write!(f, "kernel symbol table corrupt: cannot be decoded"),
             Self::Unsorted => {
-                write!(
-                    f,
-                    "kernel symbol table corrupt: symbols are not sorted by address"
-                )
+                write!(f, "kernel symbol table corrupt: symbols are not sorted by address")
             }
         }
     }
@@ -194,10 +189,7 @@ mod tests {
         assert_eq!(SymbolTable::parse(&bytes), Err(SymbolTableError::Malformed));
         let bytes = table().to_bytes();
         for len in 0..bytes.len() {
-            assert_eq!(
-                SymbolTable::parse(&bytes[..len]),
-                Err(SymbolTableError::Malformed)
-            );
+            assert_eq!(SymbolTable::parse(&bytes[..len]), Err(SymbolTableError::Malformed));
         }
     }
 }

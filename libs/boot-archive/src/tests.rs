@@ -9,18 +9,12 @@ use crate::{ALIGNMENT, Archive, ArchiveBuilder, ArchiveError, EntryKind, File, H
 fn sample() -> Vec<u8> {
     let mut builder = ArchiveBuilder::new();
     builder
-        .add(
-            "system.toml",
-            EntryKind::SystemDescription,
-            b"[init]\n".as_slice(),
-        )
+        .add("system.toml", EntryKind::SystemDescription, b"[init]\n".as_slice())
         .unwrap();
     builder
         .add("kernel.symbols", EntryKind::KernelSymbols, vec![7; 5000])
         .unwrap();
-    builder
-        .add("init", EntryKind::Program, pattern(2 * ALIGNMENT))
-        .unwrap();
+    builder.add("init", EntryKind::Program, pattern(2 * ALIGNMENT)).unwrap();
     builder.build()
 }
 
@@ -81,17 +75,13 @@ fn data_is_page_aligned_and_zero_padded() {
     assert_eq!(bytes.len() % ALIGNMENT, 0);
     let archive = Archive::parse(&bytes).unwrap();
     let mut covered = vec![false; bytes.len()];
-    covered[..HEADER_LEN + u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize]
-        .fill(true);
+    covered[..HEADER_LEN + u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize].fill(true);
     for file in archive.entries() {
         let offset = file.data.as_ptr() as usize - bytes.as_ptr() as usize;
         assert_eq!(offset % ALIGNMENT, 0, "{} misaligned", file.name);
         covered[offset..][..file.data.len()].fill(true);
     }
-    let padding_is_zero = covered
-        .iter()
-        .zip(&bytes)
-        .all(|(&covered, &byte)| covered || byte == 0);
+    let padding_is_zero = covered.iter().zip(&bytes).all(|(&covered, &byte)| covered || byte == 0);
     assert!(padding_is_zero);
 }
 
@@ -100,19 +90,14 @@ fn index_spanning_several_pages() {
     let mut builder = ArchiveBuilder::new();
     for i in 0..200 {
         let name = format!("{i:0>64}");
-        builder
-            .add(&name, EntryKind::Program, vec![i as u8; i])
-            .unwrap();
+        builder.add(&name, EntryKind::Program, vec![i as u8; i]).unwrap();
     }
     let bytes = builder.build();
     let archive = Archive::parse(&bytes).unwrap();
     assert_eq!(archive.entries().len(), 200);
     for (i, file) in archive.entries().enumerate() {
         assert_eq!(file.data, vec![i as u8; i]);
-        assert_eq!(
-            (file.data.as_ptr() as usize - bytes.as_ptr() as usize) % ALIGNMENT,
-            0
-        );
+        assert_eq!((file.data.as_ptr() as usize - bytes.as_ptr() as usize) % ALIGNMENT, 0);
     }
 }
 
@@ -122,22 +107,15 @@ fn empty_archive_and_empty_entry() {
     assert_eq!(Archive::parse(&bytes).unwrap().entries().len(), 0);
 
     let mut builder = ArchiveBuilder::new();
-    builder
-        .add("empty", EntryKind::Program, Vec::new())
-        .unwrap();
+    builder.add("empty", EntryKind::Program, Vec::new()).unwrap();
     let bytes = builder.build();
-    assert_eq!(
-        Archive::parse(&bytes).unwrap().find("empty").unwrap().data,
-        b""
-    );
+    assert_eq!(Archive::parse(&bytes).unwrap().find("empty").unwrap().data, b"");
 }
 
 #[test]
 fn find_and_find_kind() {
     let mut builder = ArchiveBuilder::new();
-    builder
-        .add("init", EntryKind::Program, b"init".as_slice())
-        .unwrap();
+    builder.add("init", EntryKind::Program, b"init".as_slice()).unwrap();
     builder
         .add("console", EntryKind::Program, b"console".as_slice())
         .unwrap();
@@ -155,13 +133,7 @@ fn find_and_find_kind() {
     assert_eq!(archive.find("Console"), None);
     assert_eq!(archive.find(""), None);
     assert_eq!(archive.find_kind(EntryKind::Program).unwrap().name, "init");
-    assert_eq!(
-        archive
-            .find_kind(EntryKind::SystemDescription)
-            .unwrap()
-            .data,
-        b"system"
-    );
+    assert_eq!(archive.find_kind(EntryKind::SystemDescription).unwrap().data, b"system");
     assert_eq!(archive.find_kind(EntryKind::KernelSymbols), None);
 }
 
@@ -214,11 +186,7 @@ fn flipped_index_byte_is_index_checksum_mismatch() {
     for at in HEADER_LEN..HEADER_LEN + index_len {
         let mut corrupt = bytes.clone();
         corrupt[at] ^= 0x10;
-        assert_eq!(
-            error(&corrupt),
-            ArchiveError::IndexChecksumMismatch,
-            "byte {at}"
-        );
+        assert_eq!(error(&corrupt), ArchiveError::IndexChecksumMismatch, "byte {at}");
     }
     let mut corrupt = bytes;
     corrupt[16] ^= 1;
@@ -228,21 +196,11 @@ fn flipped_index_byte_is_index_checksum_mismatch() {
 #[test]
 fn flipped_data_byte_names_the_entry() {
     let mut bytes = sample();
-    let init_offset = Archive::parse(&bytes)
-        .unwrap()
-        .find("init")
-        .unwrap()
-        .data
-        .as_ptr() as usize
-        - bytes.as_ptr() as usize;
+    let init_offset =
+        Archive::parse(&bytes).unwrap().find("init").unwrap().data.as_ptr() as usize - bytes.as_ptr() as usize;
     bytes[init_offset + 100] ^= 1;
     let error = error(&bytes);
-    assert_eq!(
-        error,
-        ArchiveError::EntryChecksumMismatch {
-            name: named("init")
-        }
-    );
+    assert_eq!(error, ArchiveError::EntryChecksumMismatch { name: named("init") });
     assert_eq!(
         error.to_string(),
         "boot archive corrupt: checksum of 'init' does not match"
@@ -257,10 +215,7 @@ fn malformed_index() {
 
     let mut trailing = index.to_vec();
     trailing.push(0);
-    assert_eq!(
-        error(&set_index(&bytes, &trailing)),
-        ArchiveError::IndexMalformed
-    );
+    assert_eq!(error(&set_index(&bytes, &trailing)), ArchiveError::IndexMalformed);
     assert_eq!(
         error(&set_index(&bytes, &index[..index_len - 1])),
         ArchiveError::IndexMalformed
@@ -281,12 +236,7 @@ fn malformed_index() {
 fn entry_past_end() {
     let bytes = sample();
     let error = error(&bytes[..bytes.len() - 1]);
-    assert_eq!(
-        error,
-        ArchiveError::EntryOutOfBounds {
-            name: named("init")
-        }
-    );
+    assert_eq!(error, ArchiveError::EntryOutOfBounds { name: named("init") });
 
     let huge = with_index(&bytes, |index| index.entries[1].length = u64::MAX);
     assert_eq!(
@@ -318,23 +268,13 @@ fn entry_overlapping_header_is_out_of_bounds() {
 #[test]
 fn entry_misaligned() {
     let bytes = with_index(&sample(), |index| index.entries[2].offset += 8);
-    assert_eq!(
-        error(&bytes),
-        ArchiveError::EntryMisaligned {
-            name: named("init")
-        }
-    );
+    assert_eq!(error(&bytes), ArchiveError::EntryMisaligned { name: named("init") });
 }
 
 #[test]
 fn bad_or_duplicate_names_rejected_on_read() {
     let bytes = with_index(&sample(), |index| index.entries[1].name = "init");
-    assert_eq!(
-        error(&bytes),
-        ArchiveError::DuplicateName {
-            name: named("init")
-        }
-    );
+    assert_eq!(error(&bytes), ArchiveError::DuplicateName { name: named("init") });
     for bad in ["", "two words", "tab\t", "é", &"x".repeat(65)] {
         let bytes = with_index(&sample(), |index| index.entries[1].name = bad);
         assert_eq!(error(&bytes), ArchiveError::BadName { name: named(bad) });
@@ -348,31 +288,15 @@ fn add_refuses_duplicate_name() {
     let error = builder
         .add("init", EntryKind::SystemDescription, Vec::new())
         .unwrap_err();
-    assert_eq!(
-        error,
-        ArchiveError::DuplicateName {
-            name: named("init")
-        }
-    );
+    assert_eq!(error, ArchiveError::DuplicateName { name: named("init") });
     assert_eq!(Archive::parse(&builder.build()).unwrap().entries().len(), 1);
 }
 
 #[test]
 fn add_refuses_bad_names() {
     let mut builder = ArchiveBuilder::new();
-    for bad in [
-        "",
-        " ",
-        "a b",
-        "line\n",
-        "nul\0",
-        "ünicode",
-        "del\x7f",
-        &"x".repeat(65),
-    ] {
-        let error = builder
-            .add(bad, EntryKind::Program, Vec::new())
-            .unwrap_err();
+    for bad in ["", " ", "a b", "line\n", "nul\0", "ünicode", "del\x7f", &"x".repeat(65)] {
+        let error = builder.add(bad, EntryKind::Program, Vec::new()).unwrap_err();
         assert_eq!(error, ArchiveError::BadName { name: named(bad) });
     }
     let longest = "x".repeat(64);
@@ -393,15 +317,11 @@ fn error_messages() {
         "boot archive: bad entry name \"a b\" (must be 1 to 64 printable ASCII characters)"
     );
     assert_eq!(
-        message(ArchiveError::DuplicateName {
-            name: named("init")
-        }),
+        message(ArchiveError::DuplicateName { name: named("init") }),
         "boot archive: entry name 'init' appears twice"
     );
     assert_eq!(
-        message(ArchiveError::EntryOutOfBounds {
-            name: named("init")
-        }),
+        message(ArchiveError::EntryOutOfBounds { name: named("init") }),
         "boot archive corrupt: data of 'init' lies outside the archive's data area"
     );
 }

@@ -4,9 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::crc32::crc32;
-use crate::{
-    ALIGNMENT, ArchiveError, Entry, EntryKind, HEADER_LEN, Index, MAGIC, VERSION, check_name,
-};
+use crate::{ALIGNMENT, ArchiveError, Entry, EntryKind, HEADER_LEN, Index, MAGIC, VERSION, check_name};
 
 /// Collects entries, then lays them out as an archive.
 #[derive(Clone, Debug, Default)]
@@ -34,12 +32,7 @@ impl ArchiveBuilder {
     ///
     /// [`ArchiveError::BadName`] if `name` breaks the naming rules of the
     /// format, [`ArchiveError::DuplicateName`] if an entry already has it.
-    pub fn add(
-        &mut self,
-        name: &str,
-        kind: EntryKind,
-        data: impl Into<Vec<u8>>,
-    ) -> Result<(), ArchiveError> {
+    pub fn add(&mut self, name: &str, kind: EntryKind, data: impl Into<Vec<u8>>) -> Result<(), ArchiveError> {
         check_name(name)?;
         if self.entries.iter().any(|entry| entry.name == name) {
             return Err(ArchiveError::DuplicateName { name: name.into() });
@@ -59,11 +52,7 @@ impl ArchiveBuilder {
     ///
     /// If the index exceeds 4 GiB, which takes tens of millions of entries.
     pub fn build(&self) -> Vec<u8> {
-        let checksums: Vec<u32> = self
-            .entries
-            .iter()
-            .map(|entry| crc32(&entry.data))
-            .collect();
+        let checksums: Vec<u32> = self.entries.iter().map(|entry| crc32(&entry.data)).collect();
         // The index holds the data offsets, which depend on the index's
         // length. Each round can only move the data later, which can only
         // lengthen the index, so starting low this settles in a round or two.

@@ -263,8 +263,8 @@ impl<'a> Elf<'a> {
         }
         // At most 64 * 56 bytes: cannot overflow.
         let table_size = u64::from(header.program_header_count) * PROGRAM_HEADER_SIZE as u64;
-        let program_headers = file_range(bytes, header.program_header_offset, table_size)
-            .ok_or(ElfError::ProgramHeadersOutOfBounds)?;
+        let program_headers =
+            file_range(bytes, header.program_header_offset, table_size).ok_or(ElfError::ProgramHeadersOutOfBounds)?;
 
         let mut previous: Option<(u64, u64)> = None;
         let mut address_range = (u64::MAX, 0);
@@ -399,15 +399,11 @@ impl<'a> Elf<'a> {
                 R_X86_64_NONE => continue,
                 R_X86_64_RELATIVE => {}
                 _ => {
-                    return Err(RelocationError::Elf(ElfError::UnsupportedRelocation {
-                        kind,
-                    }));
+                    return Err(RelocationError::Elf(ElfError::UnsupportedRelocation { kind }));
                 }
             }
             if !self.segments().any(|segment| segment.contains(offset, 8)) {
-                return Err(RelocationError::Elf(ElfError::RelocationOutOfBounds {
-                    offset,
-                }));
+                return Err(RelocationError::Elf(ElfError::RelocationOutOfBounds { offset }));
             }
             // The addend is signed; two's complement wrapping gives bias + addend.
             apply(offset, load_bias.wrapping_add(addend)).map_err(RelocationError::Apply)?;
@@ -417,13 +413,12 @@ impl<'a> Elf<'a> {
 
     /// The `DT_RELA` table's bytes, or an empty slice if there is none.
     fn relocation_table(&self) -> Result<&'a [u8], ElfError> {
-        let Some(dynamic) = parse_program_headers(self.program_headers)
-            .find(|program_header| program_header.kind == PT_DYNAMIC)
+        let Some(dynamic) =
+            parse_program_headers(self.program_headers).find(|program_header| program_header.kind == PT_DYNAMIC)
         else {
             return Ok(&[]);
         };
-        let dynamic = file_range(self.bytes, dynamic.offset, dynamic.file_size)
-            .ok_or(ElfError::DynamicOutOfBounds)?;
+        let dynamic = file_range(self.bytes, dynamic.offset, dynamic.file_size).ok_or(ElfError::DynamicOutOfBounds)?;
         let (mut address, mut size, mut entry_size) = (None, None, None);
         for entry in dynamic.as_chunks::<DYNAMIC_ENTRY_SIZE>().0 {
             let (Some(tag), Some(value)) = (read_u64(entry, 0), read_u64(entry, 8)) else {
@@ -444,8 +439,7 @@ impl<'a> Elf<'a> {
         match (address, size) {
             (None, None) => Ok(&[]),
             (Some(address), Some(size))
-                if entry_size == Some(RELA_ENTRY_SIZE as u64)
-                    && size % RELA_ENTRY_SIZE as u64 == 0 =>
+                if entry_size == Some(RELA_ENTRY_SIZE as u64) && size % RELA_ENTRY_SIZE as u64 == 0 =>
             {
                 self.segments()
                     .find_map(|segment| segment.file_bytes_at(address, size))
@@ -472,10 +466,7 @@ impl<'a> Segment<'a> {
     /// Whether all of `[address, address + size)` lies inside the segment's
     /// memory image.
     pub fn contains(&self, address: u64, size: u64) -> bool {
-        let (Some(end), Some(segment_end)) = (
-            address.checked_add(size),
-            self.vaddr.checked_add(self.mem_size),
-        ) else {
+        let (Some(end), Some(segment_end)) = (address.checked_add(size), self.vaddr.checked_add(self.mem_size)) else {
             return false;
         };
         address >= self.vaddr && end <= segment_end
@@ -498,26 +489,15 @@ impl fmt::Display for ElfError {
             Self::WrongMachine { machine } => write!(
                 f,
                 "wrong architecture: e_machine {machine}{}, expected x86-64 (62)",
-                if machine == EM_AARCH64 {
-                    " (aarch64)"
-                } else {
-                    ""
-                }
+                if machine == EM_AARCH64 { " (aarch64)" } else { "" }
             ),
             Self::NotExecutable { elf_type } => write!(
                 f,
                 "not an executable: e_type {elf_type}{}, expected ET_EXEC or ET_DYN",
-                if elf_type == ET_REL {
-                    " (object file)"
-                } else {
-                    ""
-                }
+                if elf_type == ET_REL { " (object file)" } else { "" }
             ),
             Self::BadProgramHeaderSize { size } => {
-                write!(
-                    f,
-                    "program header size {size}, expected {PROGRAM_HEADER_SIZE}"
-                )
+                write!(f, "program header size {size}, expected {PROGRAM_HEADER_SIZE}")
             }
             Self::TooManyProgramHeaders { count } => {
                 write!(f, "{count} program headers, at most {MAX_PROGRAM_HEADERS}")
@@ -534,10 +514,7 @@ impl fmt::Display for ElfError {
                 write!(f, "segment {index} end address overflows")
             }
             Self::SegmentInKernelHalf { index } => {
-                write!(
-                    f,
-                    "segment {index} reaches the kernel half ({USER_END:#x} up)"
-                )
+                write!(f, "segment {index} reaches the kernel half ({USER_END:#x} up)")
             }
             Self::SegmentsNotSorted { index } => {
                 write!(f, "segment {index} starts below the previous one")
@@ -551,11 +528,7 @@ impl fmt::Display for ElfError {
             }
             Self::DynamicOutOfBounds => write!(f, "dynamic segment extends past end of file"),
             Self::UnsupportedDynamicTag { tag } => {
-                write!(
-                    f,
-                    "unsupported dynamic entry {tag} ({})",
-                    dynamic_tag_problem(tag)
-                )
+                write!(f, "unsupported dynamic entry {tag} ({})", dynamic_tag_problem(tag))
             }
             Self::BadRelocationTable => {
                 write!(f, "DT_RELA, DT_RELASZ or DT_RELAENT missing or malformed")

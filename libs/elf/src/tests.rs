@@ -69,12 +69,7 @@ impl Builder {
             (0, u64::from(R_X86_64_NONE), 0),
             (0x3ff8, u64::from(R_X86_64_RELATIVE), -8),
         ];
-        builder.dynamic = vec![
-            (DT_RELA, 0x2000),
-            (DT_RELASZ, 3 * 24),
-            (DT_RELAENT, 24),
-            (DT_NULL, 0),
-        ];
+        builder.dynamic = vec![(DT_RELA, 0x2000), (DT_RELASZ, 3 * 24), (DT_RELAENT, 24), (DT_NULL, 0)];
         builder.headers.push(Header {
             kind: PT_DYNAMIC,
             flags: PF_R | PF_W,
@@ -152,10 +147,7 @@ fn valid_executable() {
     let segments: Vec<_> = elf.segments().collect();
     assert_eq!(segments.len(), 3);
     let text = segments[0];
-    assert_eq!(
-        (text.vaddr, text.mem_size, text.data.len()),
-        (0x20_1000, 0x100, 0x100)
-    );
+    assert_eq!((text.vaddr, text.mem_size, text.data.len()), (0x20_1000, 0x100, 0x100));
     assert_eq!(
         text.flags,
         SegmentFlags {
@@ -165,10 +157,7 @@ fn valid_executable() {
         }
     );
     assert_eq!(text.data.as_ptr(), bytes[PAYLOAD as usize..].as_ptr());
-    assert_eq!(
-        (segments[2].mem_size, segments[2].data.len()),
-        (0x1000, 0x100)
-    );
+    assert_eq!((segments[2].mem_size, segments[2].data.len()), (0x1000, 0x100));
     assert!(segments[2].flags.writable);
     assert!(collect_relocations(&elf, 0x1000).is_empty());
 }
@@ -180,10 +169,7 @@ fn address_range_rounds_out_to_pages() {
     builder.entry += 0x10;
     builder.headers[2].mem_size = 0x1001;
     let bytes = builder.build();
-    assert_eq!(
-        Elf::parse(&bytes).unwrap().address_range(),
-        (0x20_1000, 0x20_5000)
-    );
+    assert_eq!(Elf::parse(&bytes).unwrap().address_range(), (0x20_1000, 0x20_5000));
 }
 
 #[test]
@@ -197,10 +183,7 @@ fn valid_position_independent_with_relocations() {
         collect_relocations(&elf, bias),
         [(0x3100, 0x10_1000), (0x3ff8, 0xf_fff8)]
     );
-    assert_eq!(
-        collect_relocations(&elf, 0),
-        [(0x3100, 0x1000), (0x3ff8, u64::MAX - 7)]
-    );
+    assert_eq!(collect_relocations(&elf, 0), [(0x3100, 0x1000), (0x3ff8, u64::MAX - 7)]);
 }
 
 #[test]
@@ -214,10 +197,7 @@ fn relocation_apply_error_stops_the_walk() {
     });
     assert_eq!(result, Err(RelocationError::Apply("full")));
     assert_eq!(calls, 1);
-    assert_eq!(
-        format!("{}", result.unwrap_err()),
-        "applying a relocation failed: full"
-    );
+    assert_eq!(format!("{}", result.unwrap_err()), "applying a relocation failed: full");
 }
 
 #[test]
@@ -237,24 +217,15 @@ fn header_errors() {
     assert_eq!(with(20, 2), ElfError::UnsupportedVersion { version: 2 });
     assert_eq!(with(54, 32), ElfError::BadProgramHeaderSize { size: 32 });
     assert_eq!(with(56, 65), ElfError::TooManyProgramHeaders { count: 65 });
-    assert_eq!(
-        parse_error(&good[..200]),
-        ElfError::ProgramHeadersOutOfBounds
-    );
+    assert_eq!(parse_error(&good[..200]), ElfError::ProgramHeadersOutOfBounds);
     assert_eq!(with(39, 0x80), ElfError::ProgramHeadersOutOfBounds);
 
     let mut builder = Builder::exec();
     builder.machine = EM_AARCH64;
-    assert_eq!(
-        builder.parse_error(),
-        ElfError::WrongMachine { machine: 183 }
-    );
+    assert_eq!(builder.parse_error(), ElfError::WrongMachine { machine: 183 });
     builder = Builder::exec();
     builder.elf_type = ET_REL;
-    assert_eq!(
-        builder.parse_error(),
-        ElfError::NotExecutable { elf_type: 1 }
-    );
+    assert_eq!(builder.parse_error(), ElfError::NotExecutable { elf_type: 1 });
 }
 
 #[test]
@@ -272,8 +243,7 @@ fn segment_errors() {
     assert_eq!(error, ElfError::SegmentFileLargerThanMemory { index: 0 });
     let error = refuse(|b| b.headers[2].mem_size = u64::MAX);
     assert_eq!(error, ElfError::SegmentAddressOverflow { index: 2 });
-    let error =
-        refuse(|b| (b.headers[2].vaddr, b.headers[2].mem_size) = (0x7fff_ffff_f000, 0x1001));
+    let error = refuse(|b| (b.headers[2].vaddr, b.headers[2].mem_size) = (0x7fff_ffff_f000, 0x1001));
     assert_eq!(error, ElfError::SegmentInKernelHalf { index: 2 });
     let error = refuse(|b| b.headers[2].vaddr = USER_END);
     assert_eq!(error, ElfError::SegmentInKernelHalf { index: 2 });
@@ -286,23 +256,14 @@ fn segment_errors() {
     let error = refuse(|b| b.headers[1].kind = PT_INTERP);
     assert_eq!(error, ElfError::NeedsInterpreter);
     let error = refuse(|b| b.entry = 0x20_2000);
-    assert_eq!(
-        error,
-        ElfError::EntryOutsideExecutableSegment { entry: 0x20_2000 }
-    );
+    assert_eq!(error, ElfError::EntryOutsideExecutableSegment { entry: 0x20_2000 });
     let error = refuse(|b| b.entry = 0x20_1100);
-    assert_eq!(
-        error,
-        ElfError::EntryOutsideExecutableSegment { entry: 0x20_1100 }
-    );
+    assert_eq!(error, ElfError::EntryOutsideExecutableSegment { entry: 0x20_1100 });
 
     // A segment may end exactly at the top of the user half.
     let mut builder = Builder::exec();
     (builder.headers[2].vaddr, builder.headers[2].mem_size) = (0x7fff_ffff_f000, 0x1000);
-    assert_eq!(
-        Elf::parse(&builder.build()).unwrap().address_range().1,
-        USER_END
-    );
+    assert_eq!(Elf::parse(&builder.build()).unwrap().address_range().1, USER_END);
 }
 
 #[test]
@@ -321,12 +282,7 @@ fn relocation_errors() {
     let error = refuse(|b| b.relocations[0].0 = 0x3ffc);
     assert_eq!(error, ElfError::RelocationOutOfBounds { offset: 0x3ffc });
     let error = refuse(|b| b.relocations[0].0 = u64::MAX - 3);
-    assert_eq!(
-        error,
-        ElfError::RelocationOutOfBounds {
-            offset: u64::MAX - 3
-        }
-    );
+    assert_eq!(error, ElfError::RelocationOutOfBounds { offset: u64::MAX - 3 });
     let error = refuse(|b| b.dynamic[0].1 = 0x9000);
     assert_eq!(error, ElfError::RelocationTableOutOfBounds);
     let error = refuse(|b| b.dynamic[0].1 = 0x20f0);
@@ -421,9 +377,6 @@ fn no_panic_on_truncation_or_mutation() {
             accepted += usize::from(exercise(&bytes));
         }
         // Both outcomes must be common, or the mutations explore nothing.
-        assert!(
-            (500..3500).contains(&accepted),
-            "{accepted} of 4000 accepted"
-        );
+        assert!((500..3500).contains(&accepted), "{accepted} of 4000 accepted");
     }
 }

@@ -27,18 +27,33 @@ pub struct Gsi {
 impl InterruptRouting {
     /// The routing every PC without a MADT uses.
     pub const fn legacy() -> Self {
-        Self { ioapic_address: 0xfec0_0000, ioapic_gsi_base: 0, overrides: [(0, 0, 0); 16], override_count: 0 }
+        Self {
+            ioapic_address: 0xfec0_0000,
+            ioapic_gsi_base: 0,
+            overrides: [(0, 0, 0); 16],
+            override_count: 0,
+        }
     }
 
     /// The GSI an ISA IRQ arrives on, with its polarity and trigger mode.
     pub fn isa_irq(&self, irq: u8) -> Gsi {
-        let found = self.overrides[..self.override_count].iter().find(|(source, _, _)| *source == irq);
+        let found = self.overrides[..self.override_count]
+            .iter()
+            .find(|(source, _, _)| *source == irq);
         match found {
             // MPS INTI flags: polarity bits 0-1 (3 = active low), trigger
             // bits 2-3 (3 = level); 0 means "conforms to the bus": ISA is
             // edge-triggered, active high.
-            Some(&(_, gsi, flags)) => Gsi { number: gsi, active_low: flags & 3 == 3, level_triggered: (flags >> 2) & 3 == 3 },
-            None => Gsi { number: u32::from(irq), active_low: false, level_triggered: false },
+            Some(&(_, gsi, flags)) => Gsi {
+                number: gsi,
+                active_low: flags & 3 == 3,
+                level_triggered: (flags >> 2) & 3 == 3,
+            },
+            None => Gsi {
+                number: u32::from(irq),
+                active_low: false,
+                level_triggered: false,
+            },
         }
     }
 }
@@ -74,12 +89,21 @@ pub fn interrupt_routing(rsdp: u64) -> Option<InterruptRouting> {
     };
     let root_length = u64::from(read_u32(root + 4));
     let entries = root_length.checked_sub(36)? / entry_size;
-    let madt = (0..entries.min(64)).map(|index| root + 36 + index * entry_size).find_map(|slot| {
-        let table = if entry_size == 8 { read_u64(slot) } else { u64::from(read_u32(slot)) };
-        (&read::<4>(table) == b"APIC").then_some(table)
-    })?;
+    let madt = (0..entries.min(64))
+        .map(|index| root + 36 + index * entry_size)
+        .find_map(|slot| {
+            let table = if entry_size == 8 {
+                read_u64(slot)
+            } else {
+                u64::from(read_u32(slot))
+            };
+            (&read::<4>(table) == b"APIC").then_some(table)
+        })?;
     let madt_length = u64::from(read_u32(madt + 4)).min(64 * 1024);
-    let mut routing = InterruptRouting { ioapic_address: 0, ..InterruptRouting::legacy() };
+    let mut routing = InterruptRouting {
+        ioapic_address: 0,
+        ..InterruptRouting::legacy()
+    };
     let mut offset = 44;
     while offset + 2 <= madt_length {
         let [kind, length] = read::<2>(madt + offset);

@@ -77,7 +77,10 @@ pub fn init(routing: &InterruptRouting) {
     disable_pic();
     // SAFETY: IA32_APIC_BASE is architectural on every x86-64 CPU.
     let base = unsafe { Msr::new(IA32_APIC_BASE).read() } & 0x000f_ffff_ffff_f000;
-    LAPIC.store(paging::map_device(PhysAddr::new(base), 4096).as_u64(), Ordering::Relaxed);
+    LAPIC.store(
+        paging::map_device(PhysAddr::new(base), 4096).as_u64(),
+        Ordering::Relaxed,
+    );
     lapic_write(LAPIC_SPURIOUS, 0x100 | u32::from(SPURIOUS_VECTOR));
 
     let ticks_per_10ms = calibrate_timer();
@@ -106,7 +109,9 @@ pub fn init(routing: &InterruptRouting) {
 /// Routes global interrupt `gsi` to this CPU, unmasked, on vector
 /// `IOAPIC_VECTOR_BASE + line`.
 pub fn route(gsi: &super::acpi::Gsi) {
-    let line = gsi.number.saturating_sub(IOAPIC_GSI_BASE.load(Ordering::Relaxed) as u32);
+    let line = gsi
+        .number
+        .saturating_sub(IOAPIC_GSI_BASE.load(Ordering::Relaxed) as u32);
     let mut low = u32::from(IOAPIC_VECTOR_BASE) + line;
     if gsi.active_low {
         low |= 1 << 13;
@@ -122,11 +127,16 @@ pub fn route(gsi: &super::acpi::Gsi) {
 /// Remaps the 8259 pair away from the exception vectors, then masks it.
 fn disable_pic() {
     let writes: [(u16, u8); 10] = [
-        (0x20, 0x11), (0xa0, 0x11), // ICW1: initialise, ICW4 follows
-        (0x21, 0xf0), (0xa1, 0xf8), // ICW2: vectors 0xf0.. and 0xf8..
-        (0x21, 0x04), (0xa1, 0x02), // ICW3: cascade on IRQ 2
-        (0x21, 0x01), (0xa1, 0x01), // ICW4: 8086 mode
-        (0x21, 0xff), (0xa1, 0xff), // mask everything
+        (0x20, 0x11),
+        (0xa0, 0x11), // ICW1: initialise, ICW4 follows
+        (0x21, 0xf0),
+        (0xa1, 0xf8), // ICW2: vectors 0xf0.. and 0xf8..
+        (0x21, 0x04),
+        (0xa1, 0x02), // ICW3: cascade on IRQ 2
+        (0x21, 0x01),
+        (0xa1, 0x01), // ICW4: 8086 mode
+        (0x21, 0xff),
+        (0xa1, 0xff), // mask everything
     ];
     for (port, value) in writes {
         // SAFETY: the 8259 command and data ports; this is the documented

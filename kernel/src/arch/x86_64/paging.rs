@@ -81,7 +81,9 @@ pub fn map_device(physical: PhysAddr, size: u64) -> VirtAddr {
         let frame = PhysFrame::containing_address(physical + index * 4096);
         // SAFETY: device frames are not RAM the allocator hands out, and the
         // page is fresh in the MMIO region.
-        unsafe { kernel.map_to(page, frame, flags, &mut KernelFrames) }.expect("mapping device registers").flush();
+        unsafe { kernel.map_to(page, frame, flags, &mut KernelFrames) }
+            .expect("mapping device registers")
+            .flush();
     }
     VirtAddr::new(start + offset)
 }

@@ -25,8 +25,11 @@ struct PerCpuCell(UnsafeCell<PerCpu>);
 // never concurrent.
 unsafe impl Sync for PerCpuCell {}
 
-static BOOT_CPU: PerCpuCell =
-    PerCpuCell(UnsafeCell::new(PerCpu { kernel_stack_top: 0, context_top: 0, user_rsp: 0 }));
+static BOOT_CPU: PerCpuCell = PerCpuCell(UnsafeCell::new(PerCpu {
+    kernel_stack_top: 0,
+    context_top: 0,
+    user_rsp: 0,
+}));
 
 /// Points GS at the boot CPU's state and records its kernel stack.
 pub fn init(kernel_stack_top: VirtAddr) {

@@ -15,14 +15,38 @@ const IOAPIC_LINES: u8 = 24;
 /// What a CPU exception is called, by vector.
 pub fn exception_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "divide error", "debug", "non-maskable interrupt", "breakpoint", "overflow",
-        "bound range exceeded", "invalid opcode", "device not available", "double fault",
-        "coprocessor segment overrun", "invalid TSS", "segment not present", "stack-segment fault",
-        "general protection fault", "page fault", "reserved", "x87 floating-point error",
-        "alignment check", "machine check", "SIMD floating-point error", "virtualization exception",
-        "control protection exception", "reserved", "reserved", "reserved", "reserved", "reserved",
-        "reserved", "hypervisor injection exception", "VMM communication exception",
-        "security exception", "reserved",
+        "divide error",
+        "debug",
+        "non-maskable interrupt",
+        "breakpoint",
+        "overflow",
+        "bound range exceeded",
+        "invalid opcode",
+        "device not available",
+        "double fault",
+        "coprocessor segment overrun",
+        "invalid TSS",
+        "segment not present",
+        "stack-segment fault",
+        "general protection fault",
+        "page fault",
+        "reserved",
+        "x87 floating-point error",
+        "alignment check",
+        "machine check",
+        "SIMD floating-point error",
+        "virtualization exception",
+        "control protection exception",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "hypervisor injection exception",
+        "VMM communication exception",
+        "security exception",
+        "reserved",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
@@ -61,7 +85,13 @@ pub extern "C" fn trap_from_user() -> ! {
         }
         0..=31 => {
             let address = if vector == 14 { Cr2::read_raw() } else { 0 };
-            sched::end_current(ThreadEnd::Faulted { vector, error_code, address, rip, rsp });
+            sched::end_current(ThreadEnd::Faulted {
+                vector,
+                error_code,
+                address,
+                rip,
+                rsp,
+            });
         }
         _ => {
             interrupt(vector as u8);

@@ -1,0 +1,83 @@
+//! `cargo xtask bench`: boots the release image and prints how long each
+//! stage takes. Figures, not pass/fail: compare them across changes.
+
+use image_builder::qemu::{self, Firmware};
+use image_builder::{BuildOptions, Images};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Instant;
+
+/// The line that marks the first code running in ring 3.
+const FIRST_USER_LINE: &str = "init: running in ring 3";
+const RUNS: usize = 5;
+
+/// Times boots on both firmwares and prints the table.
+pub fn run() -> Result<(), String> {
+    let images = image_builder::build(&BuildOptions {
+        release: true,
+        features: Vec::new(),
+    })
+    .map_err(|error| error.to_string())?;
+    println!("boot time under QEMU TCG, release build, {RUNS} runs each (wall clock from QEMU start)");
+    println!("{:<6} {:>22} {:>22}", "", "to first ring-3 line", "to power-off");
+    println!(
+        "{:<6} {:>10} {:>11} {:>10} {:>11}",
+        "", "min", "median", "min", "median"
+    );
+    for firmware in [Firmware::Bios, Firmware::Uefi] {
+        let mut first_line = Vec::new();
+        let mut total = Vec::new();
+        for _ in 0..RUNS {
+            let (first, end) = boot_once(&images, firmware)?;
+            first_line.push(first);
+            total.push(end);
+        }
+        let (first_min, first_median) = summary(&mut first_line);
+        let (total_min, total_median) = summary(&mut total);
+        println!(
+            "{:<6} {:>9.2}s {:>10.2}s {:>9.2}s {:>10.2}s",
+            format!("{firmware:?}"),
+            first_min,
+            first_median,
+            total_min,
+            total_median
+        );
+    }
+    Ok(())
+}
+
+fn boot_once(images: &Images, firmware: Firmware) -> Result<(f64, f64), String> {
+    let image = if firmware == Firmware::Uefi {
+        &images.uefi
+    } else {
+        &images.bios
+    };
+    let mut command = qemu::command(image, firmware, false).map_err(|error| error.to_string())?;
+    let start = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot start QEMU: {error}"))?;
+    let mut first_line = None;
+    for line in BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
+        let line = line.map_err(|error| format!("reading QEMU's output: {error}"))?;
+        if first_line.is_none() && line.contains(FIRST_USER_LINE) {
+            first_line = Some(start.elapsed());
+        }
+    }
+    let status = child.wait().map_err(|error| format!("waiting for QEMU: {error}"))?;
+    let total = start.elapsed();
+    match (first_line, qemu::outcome(status)) {
+        (Some(first), Some(abi::debug_exit::Outcome::Success)) => Ok((first.as_secs_f64(), total.as_secs_f64())),
+        _ => Err(format!(
+            "{firmware:?} boot did not reach {FIRST_USER_LINE:?} and a clean stop ({status})"
+        )),
+    }
+}
+
+/// Minimum and median, in seconds.
+fn summary(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (samples[0], samples[samples.len() / 2])
+}
