@@ -1,6 +1,7 @@
 //! Loads a program from the boot archive into a new address space and
 //! makes a thread for it.
 
+use crate::memory::layout::USER_END;
 use crate::object::address_space::{AddressSpace, MapError};
 use crate::object::thread::Thread;
 use alloc::boxed::Box;
@@ -43,10 +44,15 @@ impl fmt::Display for LoadError {
 /// [`LoadError`] says why; everything built so far is freed.
 pub fn load(name: &str, image: &[u8], argument: u64) -> Result<Box<Thread>, LoadError> {
     let elf = Elf::parse(image).map_err(LoadError::Elf)?;
-    let bias = if elf.is_position_independent() {
-        PIE_BASE - elf.address_range().0
-    } else {
-        0
+    // Addresses are moved by `bias` with wrapping arithmetic, then checked
+    // to lie in the user half before anything is mapped.
+    let bias = if elf.is_position_independent() { PIE_BASE.wrapping_sub(elf.address_range().0) } else { 0 };
+    let user_range = |address: u64, size: u64| -> Result<VirtAddr, LoadError> {
+        let start = address.wrapping_add(bias);
+        match start.checked_add(size) {
+            Some(end) if end <= USER_END => Ok(VirtAddr::new(start)),
+            _ => Err(LoadError::Map(MapError::NotUserAddress)),
+        }
     };
     let mut space = AddressSpace::new().map_err(LoadError::Map)?;
     for segment in elf.segments() {
@@ -57,9 +63,12 @@ pub fn load(name: &str, image: &[u8], argument: u64) -> Result<Box<Thread>, Load
         if !segment.flags.executable {
             flags |= PageTableFlags::NO_EXECUTE;
         }
-        let start = VirtAddr::new(segment.vaddr + bias);
-        let end = start + segment.mem_size;
-        for page in Page::range(Page::containing_address(start), Page::containing_address(end - 1) + 1) {
+        if segment.mem_size == 0 {
+            continue;
+        }
+        let start = user_range(segment.vaddr, segment.mem_size)?;
+        let last = start + (segment.mem_size - 1);
+        for page in Page::range_inclusive(Page::containing_address(start), Page::containing_address(last)) {
             // Two segments may share a page at their edges: it gets both
             // segments' access (and execute unless both forbid it).
             if space.user_physical(page.start_address(), false).is_some() {
@@ -71,11 +80,12 @@ pub fn load(name: &str, image: &[u8], argument: u64) -> Result<Box<Thread>, Load
         space.write_user(start, segment.data).map_err(LoadError::Map)?;
     }
     elf.relocations(bias, |target, value| {
-        space.write_user(VirtAddr::new(target + bias), &value.to_le_bytes())
+        let target = user_range(target, 8)?;
+        space.write_user(target, &value.to_le_bytes()).map_err(LoadError::Map)
     })
     .map_err(|error| match error {
         RelocationError::Elf(error) => LoadError::Elf(error),
-        RelocationError::Apply(error) => LoadError::Map(error),
+        RelocationError::Apply(error) => error,
     })?;
     let stack_bottom = STACK_TOP - STACK_SIZE;
     let stack_flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
@@ -85,7 +95,7 @@ pub fn load(name: &str, image: &[u8], argument: u64) -> Result<Box<Thread>, Load
     ) {
         space.map_new_page(page, stack_flags).map_err(LoadError::Map)?;
     }
-    let entry = VirtAddr::new(elf.entry() + bias);
+    let entry = user_range(elf.entry(), 1)?;
     Ok(Box::new(Thread::new(
         String::from(name),
         Arc::new(space),

@@ -29,6 +29,8 @@ pub fn dispatch() {
             sched::end_current(ThreadEnd::Exited(arguments[0]));
             return;
         }
+        // Defined by the ABI, not implemented by this kernel yet.
+        Some(_) => Err(Error::new(ErrorKind::UnknownSyscall)),
     };
     let status = match result {
         Ok(()) => 0,

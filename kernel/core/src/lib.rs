@@ -6,4 +6,11 @@
 
 #![no_std]
 
+extern crate alloc;
+
 pub mod frame_allocator;
+pub mod queues;
+pub mod scheduler;
+pub mod ipc;
+
+pub mod capability_table;

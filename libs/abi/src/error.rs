@@ -3,30 +3,74 @@
 //! A failed syscall returns a non-zero status in `rax`: the low 16 bits are
 //! the [`ErrorKind`], bits 16..24 name the argument that was wrong (its
 //! index plus one; 0 when the error is not about one argument). The kernel
-//! changes nothing when it returns an error.
+//! changes nothing when it returns an error, except where a kind says so.
 
-/// What went wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum ErrorKind {
-    /// `rax` named no syscall.
-    UnknownSyscall = 1,
-    /// An address argument was not in user space, not mapped with the access
-    /// the call needs, or overflowed when the length was added.
-    InvalidAddress = 2,
-    /// A length argument was larger than the call allows.
-    InvalidLength = 3,
+macro_rules! error_kinds {
+    ($($(#[$doc:meta])* $name:ident = $code:literal,)*) => {
+        /// What went wrong.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u16)]
+        pub enum ErrorKind {
+            $($(#[$doc])* $name = $code,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in code order.
+            pub const ALL: &[ErrorKind] = &[$(ErrorKind::$name,)*];
+
+            const fn from_code(code: u16) -> Option<Self> {
+                match code {
+                    $($code => Some(Self::$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl ErrorKind {
-    const fn from_code(code: u16) -> Option<Self> {
-        match code {
-            1 => Some(Self::UnknownSyscall),
-            2 => Some(Self::InvalidAddress),
-            3 => Some(Self::InvalidLength),
-            _ => None,
-        }
-    }
+error_kinds! {
+    /// `rax` named no syscall.
+    UnknownSyscall = 1,
+    /// An address was not in user space, not mapped with the access the
+    /// call needs, misaligned, or overflowed when a length was added.
+    InvalidAddress = 2,
+    /// A length or count was larger than the call allows.
+    InvalidLength = 3,
+    /// A slot index is beyond the CSpace.
+    InvalidSlot = 4,
+    /// A slot that must hold a capability is empty (or is the null slot).
+    EmptySlot = 5,
+    /// A slot that must be empty holds a capability.
+    SlotOccupied = 6,
+    /// The capability is to the wrong type of object for this call.
+    WrongObjectType = 7,
+    /// The capability lacks a right this call needs.
+    InsufficientRights = 8,
+    /// A value is outside what the call accepts (an unknown object type,
+    /// a port width other than 1, 2 or 4, a port outside the range, ...).
+    InvalidArgument = 9,
+    /// The memory pool cannot pay for what was asked.
+    OutOfMemory = 10,
+    /// A non-blocking call found nobody to talk to.
+    WouldBlock = 11,
+    /// The other side of an IPC died (or its endpoint was destroyed) before
+    /// the message or reply could be delivered.
+    PeerDied = 12,
+    /// Reply with no call to reply to.
+    NoReplyTarget = 13,
+    /// Mint with a badge from a capability that already has one.
+    BadgeAlreadySet = 14,
+    /// The frame capability is already mapped, or the address is in use.
+    AlreadyMapped = 15,
+    /// The frame capability is not mapped.
+    NotMapped = 16,
+    /// The object is not in a state that allows the call (a thread that is
+    /// not configured, running when it must be stopped, ...).
+    InvalidState = 17,
+    /// A priority above the caller's own.
+    PriorityTooHigh = 18,
+    /// The interrupt line already has a capability or binding.
+    AlreadyBound = 19,
 }
 
 /// A syscall error: what went wrong and, where it applies, which argument.
@@ -46,10 +90,7 @@ impl Error {
 
     /// An error about argument `index` (0..=5).
     pub const fn in_argument(kind: ErrorKind, index: u8) -> Self {
-        Self {
-            kind,
-            argument: Some(index),
-        }
+        Self { kind, argument: Some(index) }
     }
 
     /// Encodes this error as the status the kernel returns in `rax`.
@@ -58,7 +99,7 @@ impl Error {
             Some(index) => index as u64 + 1,
             None => 0,
         };
-        self.kind as u64 | argument << 16
+        self.kind as u64 | (argument << 16)
     }
 
     /// Decodes a status from `rax`: `Ok(())` for 0, the error otherwise.
@@ -92,11 +133,7 @@ mod tests {
 
     #[test]
     fn errors_round_trip_with_and_without_argument() {
-        for kind in [
-            ErrorKind::UnknownSyscall,
-            ErrorKind::InvalidAddress,
-            ErrorKind::InvalidLength,
-        ] {
+        for &kind in ErrorKind::ALL {
             let plain = Error::new(kind);
             assert_ne!(plain.to_status(), 0);
             assert_eq!(Error::from_status(plain.to_status()), Err(plain));

@@ -91,6 +91,7 @@ global_asm!(
     "jz 1f",
     "swapgs",
     push_registers!(),
+    "mov %rsp, %rdi",
     "mov %gs:{kernel_stack_top}, %rsp",
     "call {from_user}",
     "ud2",

@@ -70,28 +70,27 @@ fn interrupt(vector: u8) {
     }
 }
 
-/// Entry from user mode: the frame is the current thread's saved context.
-pub extern "C" fn trap_from_user() -> ! {
-    let (vector, error_code, rip, rsp) = sched::with_current(|thread| {
-        let context = &thread.context;
-        (context.vector, context.error_code, context.rip, context.rsp)
-    });
+/// Entry from user mode. `frame` is where the stub saved the registers:
+/// the current thread's context, except for the three exceptions that run
+/// on IST stacks.
+pub extern "C" fn trap_from_user(frame: *const TrapFrame) -> ! {
+    // SAFETY: the stub passes the frame it just filled; only the vector is
+    // read, by value, before any other reference to the context is made.
+    let vector = unsafe { (*frame).vector };
     match vector {
-        // NMI, double fault and machine check arrive on IST stacks, not in
-        // the thread's frame: they are the machine's trouble, not the thread's.
+        // NMI, double fault and machine check: the machine's trouble, not
+        // the thread's (and their frame is not in the thread).
         2 | 8 | 18 => {
             write_emergency(format_args!("FATAL: {} while in user mode\n", exception_name(vector)));
             power::exit(Outcome::KernelPanic)
         }
         0..=31 => {
-            let address = if vector == 14 { Cr2::read_raw() } else { 0 };
-            sched::end_current(ThreadEnd::Faulted {
-                vector,
-                error_code,
-                address,
-                rip,
-                rsp,
+            let (error_code, rip, rsp) = sched::with_current(|thread| {
+                let context = &thread.context;
+                (context.error_code, context.rip, context.rsp)
             });
+            let address = if vector == 14 { Cr2::read_raw() } else { 0 };
+            sched::end_current(ThreadEnd::Faulted { vector, error_code, address, rip, rsp });
         }
         _ => {
             interrupt(vector as u8);

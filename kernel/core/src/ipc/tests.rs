@@ -1,0 +1,301 @@
+//! Every blocking and waking transition of the IPC state machine.
+
+use super::*;
+
+const CLIENT: ThreadId = ThreadId(1);
+const SERVER: ThreadId = ThreadId(2);
+const OTHER: ThreadId = ThreadId(3);
+const ENDPOINT: EndpointId = EndpointId(0);
+const NOTIFICATION: NotificationId = NotificationId(0);
+
+/// Client, server and a third thread, all started at priority 10, plus an
+/// endpoint and a notification.
+fn setup() -> Ipc {
+    let mut ipc = Ipc::new();
+    for thread in [CLIENT, SERVER, OTHER] {
+        ipc.add_thread(thread, 10);
+        ipc.start(thread).unwrap();
+    }
+    ipc.add_endpoint(ENDPOINT);
+    ipc.add_notification(NOTIFICATION);
+    ipc
+}
+
+fn transfer(from: ThreadId, to: ThreadId, badge: u64, kind: TransferKind) -> Delivery {
+    Delivery::Delivered(Transfer { from, to, badge, kind, grant: false })
+}
+
+fn runnable(ipc: &Ipc, thread: ThreadId) -> bool {
+    ipc.state(thread) == Some(State::Runnable)
+}
+
+#[test]
+fn send_blocks_until_a_receiver_takes_it() {
+    let mut ipc = setup();
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 7, SendKind::Send, false, true), Ok(Delivery::Blocked));
+    assert!(matches!(ipc.state(CLIENT), Some(State::Sending { badge: 7, .. })));
+    assert_eq!(ipc.scheduler.runnable(), 2, "the blocked sender left the run queue");
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(CLIENT, SERVER, 7, TransferKind::Send)));
+    assert!(runnable(&ipc, CLIENT) && runnable(&ipc, SERVER));
+    assert_eq!(ipc.scheduler.runnable(), 3);
+}
+
+#[test]
+fn receive_blocks_until_a_sender_arrives() {
+    let mut ipc = setup();
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(Delivery::Blocked));
+    assert_eq!(ipc.state(SERVER), Some(State::Receiving { endpoint: ENDPOINT }));
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 3, SendKind::Send, true, true), Ok(Delivery::Delivered(Transfer {
+        from: CLIENT,
+        to: SERVER,
+        badge: 3,
+        kind: TransferKind::Send,
+        grant: true
+    })));
+    assert!(runnable(&ipc, CLIENT) && runnable(&ipc, SERVER));
+}
+
+#[test]
+fn non_blocking_calls_fail_and_change_nothing() {
+    let mut ipc = setup();
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, false), Err(IpcError::WouldBlock));
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, false), Err(IpcError::WouldBlock));
+    assert!(runnable(&ipc, CLIENT) && runnable(&ipc, SERVER));
+    assert_eq!(ipc.scheduler.runnable(), 3);
+    // With a peer waiting, the non-blocking forms succeed.
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    assert!(matches!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, false), Ok(Delivery::Delivered(_))));
+}
+
+#[test]
+fn call_and_reply() {
+    let mut ipc = setup();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 9, SendKind::Call, false, true), Ok(transfer(CLIENT, SERVER, 9, TransferKind::Call)));
+    assert_eq!(ipc.state(CLIENT), Some(State::AwaitingReply { server: SERVER, fault: false }));
+    assert_eq!(ipc.scheduler.runnable(), 2, "the caller waits off the run queue");
+    let reply = ipc.reply(SERVER).unwrap();
+    assert_eq!(reply, Transfer { from: SERVER, to: CLIENT, badge: 0, kind: TransferKind::Reply, grant: false });
+    assert!(runnable(&ipc, CLIENT));
+    assert_eq!(ipc.reply(SERVER), Err(IpcError::NoReplyTarget), "the reply right is one-shot");
+}
+
+#[test]
+fn a_queued_call_is_received_later() {
+    let mut ipc = setup();
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 1, SendKind::Call, false, true), Ok(Delivery::Blocked));
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(CLIENT, SERVER, 1, TransferKind::Call)));
+    assert_eq!(ipc.state(CLIENT), Some(State::AwaitingReply { server: SERVER, fault: false }));
+    assert!(runnable(&ipc, SERVER));
+    ipc.reply(SERVER).unwrap();
+    assert!(runnable(&ipc, CLIENT));
+}
+
+#[test]
+fn reply_without_a_call_is_refused() {
+    let mut ipc = setup();
+    assert_eq!(ipc.reply(SERVER), Err(IpcError::NoReplyTarget));
+}
+
+#[test]
+fn senders_are_served_by_priority_then_in_order() {
+    let mut ipc = setup();
+    let low = ThreadId(10);
+    let high = ThreadId(11);
+    let low_again = ThreadId(12);
+    for (thread, priority) in [(low, 1), (high, 50), (low_again, 1)] {
+        ipc.add_thread(thread, priority);
+        ipc.start(thread).unwrap();
+        ipc.send(thread, ENDPOINT, u64::from(thread.0), SendKind::Send, false, true).unwrap();
+    }
+    let order: Vec<u64> = (0..3)
+        .map(|_| match ipc.receive(SERVER, ENDPOINT, true).unwrap() {
+            Delivery::Delivered(transfer) => transfer.badge,
+            Delivery::Blocked => panic!("a sender was queued"),
+        })
+        .collect();
+    assert_eq!(order, [11, 10, 12]);
+}
+
+#[test]
+fn set_priority_reorders_a_waiting_sender() {
+    let mut ipc = setup();
+    ipc.send(CLIENT, ENDPOINT, 1, SendKind::Send, false, true).unwrap();
+    ipc.send(OTHER, ENDPOINT, 3, SendKind::Send, false, true).unwrap();
+    ipc.set_priority(OTHER, 99);
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(OTHER, SERVER, 3, TransferKind::Send)));
+}
+
+#[test]
+fn destroying_an_endpoint_wakes_every_waiter_with_peer_died() {
+    let mut ipc = setup();
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true).unwrap();
+    ipc.send(OTHER, ENDPOINT, 0, SendKind::Send, false, true).unwrap();
+    let second = EndpointId(1);
+    ipc.add_endpoint(second);
+    ipc.receive(SERVER, second, true).unwrap();
+    ipc.remove_endpoint(ENDPOINT);
+    ipc.remove_endpoint(second);
+    let mut woken = ipc.take_peer_died();
+    woken.sort();
+    assert_eq!(woken, [CLIENT, SERVER, OTHER]);
+    assert!([CLIENT, SERVER, OTHER].iter().all(|thread| runnable(&ipc, *thread)));
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, true), Err(IpcError::NoSuchObject));
+}
+
+#[test]
+fn destroying_the_server_wakes_its_caller_with_peer_died() {
+    let mut ipc = setup();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true).unwrap();
+    ipc.remove_thread(SERVER);
+    assert_eq!(ipc.take_peer_died(), [CLIENT]);
+    assert!(runnable(&ipc, CLIENT));
+    assert_eq!(ipc.state(SERVER), None);
+}
+
+#[test]
+fn destroying_a_receiving_server_leaves_queued_callers_for_the_next_one() {
+    let mut ipc = setup();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    ipc.remove_thread(SERVER);
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true), Ok(Delivery::Blocked));
+    assert!(ipc.take_peer_died().is_empty());
+    assert_eq!(ipc.receive(OTHER, ENDPOINT, true), Ok(transfer(CLIENT, OTHER, 0, TransferKind::Call)));
+}
+
+#[test]
+fn reply_to_a_caller_that_died_fails_with_peer_died() {
+    let mut ipc = setup();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true).unwrap();
+    ipc.remove_thread(CLIENT);
+    assert_eq!(ipc.reply(SERVER), Err(IpcError::PeerDied));
+    assert_eq!(ipc.reply(SERVER), Err(IpcError::NoReplyTarget), "the failed reply used the right up");
+    assert!(ipc.take_peer_died().is_empty());
+}
+
+#[test]
+fn reply_to_a_caller_that_was_stopped_fails_with_peer_died() {
+    let mut ipc = setup();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true).unwrap();
+    ipc.stop(CLIENT);
+    assert_eq!(ipc.reply(SERVER), Err(IpcError::PeerDied));
+    assert_eq!(ipc.state(CLIENT), Some(State::Stopped));
+}
+
+#[test]
+fn receiving_again_without_replying_releases_the_caller() {
+    let mut ipc = setup();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true).unwrap();
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(Delivery::Blocked));
+    assert_eq!(ipc.take_peer_died(), [CLIENT]);
+    assert!(runnable(&ipc, CLIENT));
+}
+
+#[test]
+fn stopping_a_queued_sender_withdraws_its_message() {
+    let mut ipc = setup();
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, true).unwrap();
+    ipc.stop(CLIENT);
+    assert_eq!(ipc.state(CLIENT), Some(State::Stopped));
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, false), Err(IpcError::WouldBlock));
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    ipc.stop(SERVER);
+    assert_eq!(ipc.send(OTHER, ENDPOINT, 0, SendKind::Send, false, false), Err(IpcError::WouldBlock));
+}
+
+#[test]
+fn only_runnable_threads_send_and_receive_and_only_stopped_ones_start() {
+    let mut ipc = setup();
+    ipc.stop(CLIENT);
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, true), Err(IpcError::InvalidState));
+    assert_eq!(ipc.receive(CLIENT, ENDPOINT, true), Err(IpcError::InvalidState));
+    assert_eq!(ipc.start(SERVER), Err(IpcError::InvalidState));
+    assert_eq!(ipc.start(ThreadId(99)), Err(IpcError::NoSuchObject));
+    ipc.start(CLIENT).unwrap();
+    assert!(runnable(&ipc, CLIENT));
+}
+
+#[test]
+fn faults_are_calls_whose_reply_leaves_the_thread_stopped() {
+    let mut ipc = setup();
+    ipc.stop(CLIENT); // the kernel stops a faulting thread first
+    assert_eq!(ipc.send(CLIENT, ENDPOINT, 4, SendKind::Fault, false, true), Ok(Delivery::Blocked));
+    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(CLIENT, SERVER, 4, TransferKind::Fault)));
+    assert_eq!(ipc.state(CLIENT), Some(State::AwaitingReply { server: SERVER, fault: true }));
+    let reply = ipc.reply(SERVER).unwrap();
+    assert_eq!(reply.kind, TransferKind::FaultReply);
+    assert_eq!(ipc.state(CLIENT), Some(State::Stopped), "the kernel decides whether to resume");
+    ipc.start(CLIENT).unwrap();
+    assert!(runnable(&ipc, CLIENT));
+}
+
+#[test]
+fn a_faulted_thread_whose_handler_dies_stays_stopped() {
+    let mut ipc = setup();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    ipc.stop(CLIENT);
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Fault, false, true).unwrap();
+    ipc.remove_thread(SERVER);
+    assert_eq!(ipc.state(CLIENT), Some(State::Stopped));
+    assert!(ipc.take_peer_died().is_empty(), "its registers hold the fault, not a syscall result");
+    // Queued fault messages on a destroyed endpoint likewise.
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Fault, false, true).unwrap();
+    ipc.remove_endpoint(ENDPOINT);
+    assert_eq!(ipc.state(CLIENT), Some(State::Stopped));
+    assert!(ipc.take_peer_died().is_empty());
+}
+
+#[test]
+fn signals_accumulate_until_waited_for() {
+    let mut ipc = setup();
+    assert_eq!(ipc.signal(NOTIFICATION, 0b01), Ok(None));
+    assert_eq!(ipc.signal(NOTIFICATION, 0b10), Ok(None));
+    assert_eq!(ipc.wait(CLIENT, NOTIFICATION, true), Ok(Some(0b11)));
+    assert_eq!(ipc.wait(CLIENT, NOTIFICATION, false), Ok(Some(0)), "poll finds the word cleared");
+}
+
+#[test]
+fn wait_blocks_until_a_signal() {
+    let mut ipc = setup();
+    assert_eq!(ipc.wait(CLIENT, NOTIFICATION, true), Ok(None));
+    assert_eq!(ipc.state(CLIENT), Some(State::Waiting { notification: NOTIFICATION }));
+    assert_eq!(ipc.signal(NOTIFICATION, 0), Ok(None), "a zero badge wakes nobody");
+    assert_eq!(ipc.signal(NOTIFICATION, 0x40), Ok(Some((CLIENT, 0x40))));
+    assert!(runnable(&ipc, CLIENT));
+    assert_eq!(ipc.wait(CLIENT, NOTIFICATION, false), Ok(Some(0)));
+}
+
+#[test]
+fn destroying_a_notification_wakes_its_waiters() {
+    let mut ipc = setup();
+    ipc.wait(CLIENT, NOTIFICATION, true).unwrap();
+    ipc.remove_notification(NOTIFICATION);
+    assert_eq!(ipc.take_peer_died(), [CLIENT]);
+    assert_eq!(ipc.signal(NOTIFICATION, 1), Err(IpcError::NoSuchObject));
+}
+
+#[test]
+fn stopping_a_waiter_removes_it() {
+    let mut ipc = setup();
+    ipc.wait(CLIENT, NOTIFICATION, true).unwrap();
+    ipc.stop(CLIENT);
+    assert_eq!(ipc.signal(NOTIFICATION, 1), Ok(None));
+    assert_eq!(ipc.state(CLIENT), Some(State::Stopped));
+}
+
+#[test]
+fn the_scheduler_runs_whoever_is_left() {
+    let mut ipc = setup();
+    assert_eq!(ipc.scheduler.choose(), Some(CLIENT));
+    ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true).unwrap();
+    assert_eq!(ipc.scheduler.choose(), Some(SERVER));
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    assert_eq!(ipc.scheduler.choose(), Some(SERVER));
+    ipc.reply(SERVER).unwrap();
+    ipc.receive(SERVER, ENDPOINT, true).unwrap();
+    assert_eq!(ipc.scheduler.choose(), Some(OTHER));
+}
