@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod arena;
 pub mod frame_allocator;
 pub mod queues;
 pub mod scheduler;
