@@ -23,16 +23,19 @@ static COM1_LINE: spin::Once<u8> = spin::Once::new();
 /// Routes COM1's interrupt to the kernel and takes what already arrived.
 pub fn init(routing: &InterruptRouting) {
     let gsi = routing.isa_irq(serial::COM1_ISA_IRQ);
-    COM1_LINE.call_once(|| gsi.number.saturating_sub(routing.ioapic_gsi_base) as u8);
-    apic::route(&gsi);
+    let line = *COM1_LINE.call_once(|| gsi.number.saturating_sub(routing.ioapic_gsi_base) as u8);
+    apic::set_line_masked(line, false);
     drain();
 }
 
-/// Called for an interrupt on I/O APIC `line`.
-pub fn interrupt(line: u8) {
-    if COM1_LINE.get() == Some(&line) {
-        drain();
-    }
+/// The I/O APIC line the kernel console uses (not for user drivers).
+pub fn line() -> Option<u8> {
+    COM1_LINE.get().copied()
+}
+
+/// Called for an interrupt on the console's line.
+pub fn interrupt() {
+    drain();
 }
 
 fn drain() {

@@ -119,9 +119,8 @@ extern "C" fn start(boot_info: &'static mut BootInfo, stack_top: u64) -> ! {
     let Some(init) = boot_modules::program(INIT) else {
         panic!("boot archive has no program '{INIT}'");
     };
-    match loader::load(INIT, init.data, 0) {
-        Ok(thread) => sched::spawn(thread),
-        Err(error) => panic!("cannot load '{INIT}': {error}"),
+    if let Err(error) = object::with(|objects| loader::start_init(objects, init.data)) {
+        panic!("cannot start '{INIT}': {error}");
     }
     ::log::info!(
         "kernel: starting {INIT} ({} KiB free)",

@@ -1,18 +1,17 @@
-//! The scheduler: which thread runs, switching between threads, and what
-//! happens when a thread ends.
+//! Leaving the kernel: choosing the thread to run, switching to it, idling
+//! when there is none; and what happens when a thread ends.
 //!
-//! Round robin for now; fixed priorities and time slices arrive with the
-//! kernel core. When the last user thread has ended, the kernel reports how
-//! init ended and stops the machine.
+//! The choice itself is `kernel_core::scheduler`'s; this module loads the
+//! chosen thread's FPU state, address space and saved registers. The
+//! system lives as long as init: when init ends, the kernel reports how and
+//! stops the machine.
 
 use crate::arch::{apic, entry, percpu, power};
 use crate::console;
-use crate::object::thread::Thread;
+use crate::object::{self, Objects};
 use abi::debug_exit::Outcome;
-use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use core::sync::atomic::Ordering;
-use spin::Mutex;
+use kernel_core::scheduler::ThreadId;
 use x86_64::registers::control::Cr3;
 
 /// How a thread ended.
@@ -20,7 +19,7 @@ use x86_64::registers::control::Cr3;
 pub enum ThreadEnd {
     /// It called `Exit` with this status.
     Exited(u64),
-    /// A CPU exception stopped it.
+    /// A CPU exception stopped it and nobody handles its faults.
     Faulted {
         /// Exception vector.
         vector: u64,
@@ -35,50 +34,12 @@ pub enum ThreadEnd {
     },
 }
 
-struct Scheduler {
-    current: Option<Box<Thread>>,
-    ready: VecDeque<Box<Thread>>,
-    /// The current thread's registers are in the CPU's FPU.
-    fpu_loaded: bool,
-    /// How the first thread (init) ended, once it has.
-    init_end: Option<ThreadEnd>,
-    started: u64,
-}
-
-static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
-    current: None,
-    ready: VecDeque::new(),
-    fpu_loaded: false,
-    init_end: None,
-    started: 0,
-});
-
-/// Makes `thread` runnable.
-pub fn spawn(thread: Box<Thread>) {
-    let mut scheduler = SCHEDULER.lock();
-    scheduler.started += 1;
-    scheduler.ready.push_back(thread);
-}
-
-/// Runs `f` on the current thread.
-///
-/// # Panics
-/// If there is no current thread: only entries from user mode call this.
-pub fn with_current<R>(f: impl FnOnce(&mut Thread) -> R) -> R {
-    let mut scheduler = SCHEDULER.lock();
-    f(scheduler
-        .current
-        .as_mut()
-        .expect("an entry from user mode has a current thread"))
-}
-
-/// Ends the current thread and frees what it owned.
-pub fn end_current(end: ThreadEnd) {
-    let mut scheduler = SCHEDULER.lock();
-    let Some(thread) = scheduler.current.take() else { return };
-    scheduler.fpu_loaded = false;
+/// Stops a thread for good and reports it; if it is init, stops the system.
+pub fn end_thread(objects: &mut Objects, thread: ThreadId, end: ThreadEnd) {
+    objects.ipc.stop(thread);
+    let name = objects.threads.get(thread.0).map_or("?", |record| record.name.as_str());
     match end {
-        ThreadEnd::Exited(status) => log::info!("thread '{}' exited with status {status}", thread.name),
+        ThreadEnd::Exited(status) => log::info!("thread '{name}' exited with status {status}"),
         ThreadEnd::Faulted {
             vector,
             error_code,
@@ -86,80 +47,97 @@ pub fn end_current(end: ThreadEnd) {
             rip,
             rsp,
         } => log::warn!(
-            "thread '{}' killed by {} (vector {vector}, error code {error_code:#x}) at rip {rip:#x}, \
+            "thread '{name}' killed by {} (vector {vector}, error code {error_code:#x}) at rip {rip:#x}, \
              address {address:#x}, rsp {rsp:#x}; the kernel carries on",
-            thread.name,
             crate::arch::trap::exception_name(vector),
         ),
     }
-    if scheduler.init_end.is_none() {
-        scheduler.init_end = Some(end);
+    if objects.init == Some(thread) {
+        shut_down(end);
     }
-    // The address space may be the one CR3 holds; leave it before freeing.
-    // SAFETY: the kernel's root maps the whole kernel half, which is all the
-    // kernel touches from here on.
-    unsafe { Cr3::write(crate::arch::paging::kernel_root(), Cr3::read().1) };
-    drop(thread);
 }
 
-/// Leaves the kernel: runs the current thread, or the next ready one, or
-/// idles until one is ready. Stops the machine when no thread is left.
+/// A thread took an exception: its fault handler hears of it, or, if it
+/// has none, the thread ends.
+pub fn fault(objects: &mut Objects, thread: ThreadId, vector: u64, error_code: u64, address: u64) {
+    let Some(record) = objects.threads.get_mut(thread.0) else {
+        return;
+    };
+    record.fault = Some(object::thread::Fault {
+        vector,
+        error_code,
+        address,
+    });
+    let (rip, rsp) = (record.context.rip, record.context.rsp);
+    if !crate::syscall::ipc::send_fault(objects, thread) {
+        end_thread(
+            objects,
+            thread,
+            ThreadEnd::Faulted {
+                vector,
+                error_code,
+                address,
+                rip,
+                rsp,
+            },
+        );
+    }
+}
+
+/// Loads `thread` onto the CPU unless it is already there.
+fn switch_to(objects: &mut Objects, thread: ThreadId) {
+    if objects.on_cpu == Some(thread) {
+        return;
+    }
+    if let Some(previous) = objects.on_cpu.and_then(|previous| objects.threads.get_mut(previous.0)) {
+        previous.fpu.save();
+    }
+    let Some(next) = objects.threads.get(thread.0) else {
+        return;
+    };
+    next.fpu.restore();
+    if let Some(space) = next.address_space.and_then(|space| objects.address_spaces.get(space)) {
+        let root = space.root();
+        if Cr3::read().0 != root {
+            // SAFETY: every address space's kernel half is the kernel's own,
+            // so the code and stack in use stay mapped.
+            unsafe { Cr3::write(root, Cr3::read().1) };
+        }
+    }
+    percpu::set_context_top(next.context_top());
+    objects.on_cpu = Some(thread);
+}
+
+/// Leaves the kernel: runs the chosen thread, or idles until one is ready.
 pub fn resume() -> ! {
     loop {
-        let mut scheduler = SCHEDULER.lock();
-        if scheduler.current.is_none() {
-            scheduler.current = scheduler.ready.pop_front();
-        }
-        if let Some(thread) = scheduler.current.as_ref() {
-            if !scheduler.fpu_loaded {
-                thread.fpu.restore();
-                let root = thread.address_space.root();
-                if Cr3::read().0 != root {
-                    // SAFETY: the root's kernel half is the kernel's own, so
-                    // the code and stack in use stay mapped.
-                    unsafe { Cr3::write(root, Cr3::read().1) };
-                }
-                percpu::set_context_top(thread.context_top());
-                scheduler.fpu_loaded = true;
-            }
-            drop(scheduler);
-            // SAFETY: `context_top` points past the current thread's frame,
-            // which `Thread::new` or a kernel entry filled with user
-            // selectors and user addresses.
+        let chosen = object::with(|objects| {
+            let chosen = objects.ipc.scheduler.choose()?;
+            switch_to(objects, chosen);
+            Some(chosen)
+        });
+        if chosen.is_some() {
+            // SAFETY: `switch_to` pointed `context_top` past the chosen
+            // thread's frame, which `Thread::new`, a register write (user
+            // addresses only) or a kernel entry filled with user selectors.
             unsafe { entry::return_to_user() }
         }
-        if scheduler.ready.is_empty() && scheduler.started > 0 && console::ready_to_stop() {
-            let end = scheduler.init_end;
-            drop(scheduler);
-            shut_down(end);
-        }
-        drop(scheduler);
         // Nothing to run: wait for an interrupt with interrupts briefly on.
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
     }
 }
 
-/// Timer tick from user mode: the current thread goes to the back of the
-/// queue if another is ready (round robin, one tick per slice).
-pub fn preempt() {
-    let mut scheduler = SCHEDULER.lock();
-    if scheduler.ready.is_empty() {
-        return;
+fn shut_down(init_end: ThreadEnd) -> ! {
+    while !console::ready_to_stop() {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
     }
-    if let Some(mut thread) = scheduler.current.take() {
-        thread.fpu.save();
-        scheduler.fpu_loaded = false;
-        scheduler.ready.push_back(thread);
-    }
-}
-
-fn shut_down(init_end: Option<ThreadEnd>) -> ! {
     console::report();
     let ticks = apic::TICKS.load(Ordering::Relaxed);
-    log::info!("kernel: no user threads left after {ticks} timer ticks; stopping");
+    log::info!("kernel: init has ended after {ticks} timer ticks; stopping");
     match init_end {
-        Some(ThreadEnd::Exited(0)) => power::exit(Outcome::Success),
+        ThreadEnd::Exited(0) => power::exit(Outcome::Success),
         _ => power::exit(Outcome::InitFailed),
     }
 }

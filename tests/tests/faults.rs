@@ -16,7 +16,7 @@ fn user_fault_is_reported_and_the_kernel_stays_up() {
             "address 0xffff800000001000",
             "the kernel carries on",
             // The kernel went on to its orderly stop, not a panic.
-            "kernel: no user threads left",
+            "kernel: init has ended",
         ],
     );
     assert!(

@@ -20,7 +20,10 @@ impl<T> Default for Arena<T> {
 impl<T> Arena<T> {
     /// An empty arena.
     pub const fn new() -> Self {
-        Self { entries: Vec::new(), free: Vec::new() }
+        Self {
+            entries: Vec::new(),
+            free: Vec::new(),
+        }
     }
 
     /// Stores `value` and returns its id: a freed id if there is one, else
@@ -60,12 +63,18 @@ impl<T> Arena<T> {
 
     /// Every stored value with its id.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
-        self.entries.iter().enumerate().filter_map(|(id, entry)| Some((id as u32, entry.as_ref()?)))
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(id, entry)| Some((id as u32, entry.as_ref()?)))
     }
 
     /// Every stored value with its id, to change.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut T)> {
-        self.entries.iter_mut().enumerate().filter_map(|(id, entry)| Some((id as u32, entry.as_mut()?)))
+        self.entries
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(id, entry)| Some((id as u32, entry.as_mut()?)))
     }
 
     /// Number of stored values.

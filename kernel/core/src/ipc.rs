@@ -227,7 +227,14 @@ impl Ipc {
 
     /// Registers a new, stopped thread.
     pub fn add_thread(&mut self, thread: ThreadId, priority: Priority) {
-        self.threads.insert(thread.0, ThreadIpc { state: State::Stopped, priority, caller: None });
+        self.threads.insert(
+            thread.0,
+            ThreadIpc {
+                state: State::Stopped,
+                priority,
+                caller: None,
+            },
+        );
     }
 
     /// Registers a new endpoint.
@@ -254,7 +261,12 @@ impl Ipc {
     /// Removes an endpoint; every thread queued on it wakes with `PeerDied`.
     pub fn remove_endpoint(&mut self, endpoint: EndpointId) {
         if let Some(mut queues) = self.endpoints.remove(endpoint.0) {
-            for thread in queues.senders.drain_all().into_iter().chain(queues.receivers.drain_all()) {
+            for thread in queues
+                .senders
+                .drain_all()
+                .into_iter()
+                .chain(queues.receivers.drain_all())
+            {
                 self.wake_with_peer_died(thread);
             }
         }
@@ -306,7 +318,9 @@ impl Ipc {
     /// reply will fail). A reply right it holds stays, so a stopped server
     /// can still be resumed to reply.
     pub fn stop(&mut self, thread: ThreadId) {
-        let Some(record) = self.threads.get_mut(thread.0) else { return };
+        let Some(record) = self.threads.get_mut(thread.0) else {
+            return;
+        };
         let (state, priority) = (record.state, record.priority);
         record.state = State::Stopped;
         match state {
@@ -339,7 +353,9 @@ impl Ipc {
 
     /// Changes a thread's priority wherever it waits.
     pub fn set_priority(&mut self, thread: ThreadId, priority: Priority) {
-        let Some(record) = self.threads.get_mut(thread.0) else { return };
+        let Some(record) = self.threads.get_mut(thread.0) else {
+            return;
+        };
         let old = record.priority;
         record.priority = priority;
         match record.state {
@@ -403,7 +419,15 @@ impl Ipc {
                 if state == State::Runnable {
                     self.scheduler.remove(sender, priority);
                 }
-                self.set_state(sender, State::Sending { endpoint, badge, kind, grant });
+                self.set_state(
+                    sender,
+                    State::Sending {
+                        endpoint,
+                        badge,
+                        kind,
+                        grant,
+                    },
+                );
                 Ok(Delivery::Blocked)
             }
         }
@@ -415,12 +439,7 @@ impl Ipc {
     ///
     /// # Errors
     /// `NoSuchObject`, `InvalidState` unless runnable, `WouldBlock`.
-    pub fn receive(
-        &mut self,
-        receiver: ThreadId,
-        endpoint: EndpointId,
-        blocking: bool,
-    ) -> Result<Delivery, IpcError> {
+    pub fn receive(&mut self, receiver: ThreadId, endpoint: EndpointId, blocking: bool) -> Result<Delivery, IpcError> {
         let record = self.threads.get(receiver.0).ok_or(IpcError::NoSuchObject)?;
         if record.state != State::Runnable {
             return Err(IpcError::InvalidState);
@@ -473,8 +492,18 @@ impl Ipc {
         } else {
             self.make_runnable(caller);
         }
-        let kind = if fault { TransferKind::FaultReply } else { TransferKind::Reply };
-        Ok(Transfer { from: server, to: caller, badge: 0, kind, grant: false })
+        let kind = if fault {
+            TransferKind::FaultReply
+        } else {
+            TransferKind::Reply
+        };
+        Ok(Transfer {
+            from: server,
+            to: caller,
+            badge: 0,
+            kind,
+            grant: false,
+        })
     }
 
     // ---- notifications ----
@@ -485,17 +514,18 @@ impl Ipc {
     ///
     /// # Errors
     /// `NoSuchObject`.
-    pub fn signal(
-        &mut self,
-        notification: NotificationId,
-        badge: u64,
-    ) -> Result<Option<(ThreadId, u64)>, IpcError> {
-        let record = self.notifications.get_mut(notification.0).ok_or(IpcError::NoSuchObject)?;
+    pub fn signal(&mut self, notification: NotificationId, badge: u64) -> Result<Option<(ThreadId, u64)>, IpcError> {
+        let record = self
+            .notifications
+            .get_mut(notification.0)
+            .ok_or(IpcError::NoSuchObject)?;
         record.word |= badge;
         if record.word == 0 {
             return Ok(None);
         }
-        let Some(waiter) = record.waiters.pop() else { return Ok(None) };
+        let Some(waiter) = record.waiters.pop() else {
+            return Ok(None);
+        };
         let word = core::mem::take(&mut record.word);
         self.make_runnable(waiter);
         Ok(Some((waiter, word)))
@@ -518,7 +548,10 @@ impl Ipc {
             return Err(IpcError::InvalidState);
         }
         let priority = record.priority;
-        let waited = self.notifications.get_mut(notification.0).ok_or(IpcError::NoSuchObject)?;
+        let waited = self
+            .notifications
+            .get_mut(notification.0)
+            .ok_or(IpcError::NoSuchObject)?;
         if waited.word != 0 || !blocking {
             return Ok(Some(core::mem::take(&mut waited.word)));
         }
@@ -554,7 +587,11 @@ impl Ipc {
         // A faulted thread whose handler died stays stopped: there is nobody
         // to resume it, running it would only fault again, and its registers
         // are the fault's, not a syscall's to put an error in.
-        if let State::AwaitingReply { fault: true, .. } | State::Sending { kind: SendKind::Fault, .. } = state {
+        if let State::AwaitingReply { fault: true, .. }
+        | State::Sending {
+            kind: SendKind::Fault, ..
+        } = state
+        {
             return;
         }
         self.make_runnable(thread);
@@ -578,12 +615,24 @@ impl Ipc {
             SendKind::Fault => TransferKind::Fault,
         };
         if kind != SendKind::Send {
-            self.set_state(from, State::AwaitingReply { server: to, fault: kind == SendKind::Fault });
+            self.set_state(
+                from,
+                State::AwaitingReply {
+                    server: to,
+                    fault: kind == SendKind::Fault,
+                },
+            );
             if let Some(record) = self.threads.get_mut(to.0) {
                 record.caller = Some(Caller::Waiting(from));
             }
         }
-        Transfer { from, to, badge, kind: transfer_kind, grant }
+        Transfer {
+            from,
+            to,
+            badge,
+            kind: transfer_kind,
+            grant,
+        }
     }
 }
 

@@ -10,8 +10,8 @@ extern crate alloc;
 
 pub mod arena;
 pub mod frame_allocator;
+pub mod ipc;
 pub mod queues;
 pub mod scheduler;
-pub mod ipc;
 
 pub mod capability_table;

@@ -29,7 +29,11 @@ impl Default for Scheduler {
 impl Scheduler {
     /// No threads at all.
     pub const fn new() -> Self {
-        Self { ready: RunQueue::new(), current: None, slice_left: TIME_SLICE_TICKS }
+        Self {
+            ready: RunQueue::new(),
+            current: None,
+            slice_left: TIME_SLICE_TICKS,
+        }
     }
 
     /// The thread on the CPU, if any.
@@ -196,6 +200,10 @@ mod tests {
         scheduler.reprioritise(B, 3, 9);
         assert_eq!(scheduler.choose(), Some(B));
         scheduler.reprioritise(B, 9, 1);
-        assert_eq!(scheduler.choose(), Some(A), "B dropped below A, which was waiting in front");
+        assert_eq!(
+            scheduler.choose(),
+            Some(A),
+            "B dropped below A, which was waiting in front"
+        );
     }
 }

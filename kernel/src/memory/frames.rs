@@ -9,6 +9,10 @@ use x86_64::structures::paging::{self, PhysFrame, Size4KiB};
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 
+/// The usable RAM regions of the boot memory map (the first few dozen),
+/// so device memory can be told from RAM.
+static RAM: Mutex<([core::ops::Range<u64>; 64], usize)> = Mutex::new(([const { 0..0 }; 64], 0));
+
 /// Builds the allocator from the usable regions of the memory map. Its
 /// bitmap is carved out of the first usable region large enough.
 ///
@@ -21,6 +25,15 @@ pub fn init(regions: &MemoryRegions) {
             .filter(|region| region.kind == MemoryRegionKind::Usable)
             .map(|region| region.start..region.end)
     };
+    let mut ram = RAM.lock();
+    for region in usable() {
+        let count = ram.1;
+        if let Some(slot) = ram.0.get_mut(count) {
+            *slot = region;
+            ram.1 += 1;
+        }
+    }
+    drop(ram);
     let end = usable().map(|region| region.end).max().unwrap_or(0);
     let bytes = frame_allocator::bitmap_bytes(end);
     let start =
@@ -60,6 +73,12 @@ pub fn free(frame: PhysFrame) {
     {
         panic!("freeing frame {:#x}: {error:?}", frame.start_address().as_u64());
     }
+}
+
+/// Whether `address` is in RAM the boot memory map called usable.
+pub fn is_ram(address: u64) -> bool {
+    let ram = RAM.lock();
+    ram.0[..ram.1].iter().any(|region| region.contains(&address))
 }
 
 /// Frames free now.

@@ -18,9 +18,9 @@ pub const HEAP_SIZE: u64 = 4 << 20;
 /// Start of the kernel stack region.
 pub const STACKS_START: u64 = 0xffff_a800_0000_0000;
 /// Address space per kernel stack: the stack plus its guard page(s).
-pub const STACK_SLOT_SIZE: u64 = 64 << 10;
+pub const STACK_SLOT_SIZE: u64 = 128 << 10;
 /// Usable size of one kernel stack (the rest of its slot is guard).
-pub const STACK_SIZE: u64 = 32 << 10;
+pub const STACK_SIZE: u64 = 64 << 10;
 /// Start of the device-register region.
 pub const MMIO_START: u64 = 0xffff_b000_0000_0000;
 /// Where the bootloader may place its own mappings.

@@ -1,36 +1,65 @@
 //! AddressSpace: a page-table root whose kernel half is shared with every
 //! other address space and whose user half belongs to one process.
+//!
+//! It records what each user page maps: a page the loader gave it (owned,
+//! freed with the address space) or a frame object (owned by the frame,
+//! which outlives its mappings). Page tables are charged to the pool that
+//! paid for the address space.
 
+use super::memory::{PAGE_TABLE_COST, Pools};
 use crate::arch::paging;
 use crate::memory::frames::{self, KernelFrames};
 use crate::memory::layout::USER_END;
 use crate::memory::{frame_bytes, physical_to_virtual};
+use alloc::collections::BTreeMap;
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::mapper::MapToError;
 use x86_64::structures::paging::{Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB};
 use x86_64::{PhysAddr, VirtAddr};
 
 /// Why a mapping failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapError {
-    /// Physical memory ran out.
+    /// Physical memory or the pool ran out.
     OutOfMemory,
-    /// The address is not in the user half.
+    /// The address is not a page in the user half.
     NotUserAddress,
     /// The page is already mapped.
     AlreadyMapped,
 }
 
+/// What a user page maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mapped {
+    /// A page the loader allocated; freed with the address space.
+    Owned(PhysFrame),
+    /// A frame object, by id.
+    Frame(u32),
+}
+
 /// A user address space.
 pub struct AddressSpace {
     root: PhysFrame,
+    pages: BTreeMap<u64, Mapped>,
+    pool: Option<u32>,
+    /// Bytes charged to `pool`: the root and every page table since.
+    charged: u64,
 }
 
 impl AddressSpace {
-    /// A new address space with an empty user half.
+    /// A new address space with an empty user half, paid for by `pool`
+    /// (`None`: the kernel's own, for init).
     ///
     /// # Errors
-    /// [`MapError::OutOfMemory`] when no frame is left for the root table.
-    pub fn new() -> Result<Self, MapError> {
-        let root = frames::allocate_zeroed().ok_or(MapError::OutOfMemory)?;
+    /// [`MapError::OutOfMemory`] when the pool or physical memory is short.
+    pub fn new(pools: &mut Pools, pool: Option<u32>) -> Result<Self, MapError> {
+        if let Some(pool) = pool {
+            pools.charge(pool, PAGE_TABLE_COST).map_err(|_| MapError::OutOfMemory)?;
+        }
+        let Some(root) = frames::allocate_zeroed() else {
+            pools.refund(pool, PAGE_TABLE_COST);
+            return Err(MapError::OutOfMemory);
+        };
         // SAFETY: both frames are live PML4s; `root` is fresh and only this
         // function refers to it; the kernel root is only read.
         unsafe {
@@ -40,7 +69,12 @@ impl AddressSpace {
                 new[index] = kernel[index].clone();
             }
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            pages: BTreeMap::new(),
+            pool,
+            charged: PAGE_TABLE_COST,
+        })
     }
 
     /// The root table, for CR3.
@@ -48,35 +82,122 @@ impl AddressSpace {
         self.root
     }
 
-    /// Maps a fresh zeroed frame at `page` with `flags` (plus present and
-    /// user) and returns the frame.
-    ///
-    /// # Errors
-    /// [`MapError`] says why; nothing is changed then, except page tables
-    /// that were created on the way and stay for later mappings.
-    pub fn map_new_page(&mut self, page: Page, flags: PageTableFlags) -> Result<PhysFrame, MapError> {
+    /// The pool that pays for it.
+    pub fn pool(&self) -> Option<u32> {
+        self.pool
+    }
+
+    /// Bytes charged to the pool, refunded when it goes.
+    pub fn charged(&self) -> u64 {
+        self.charged
+    }
+
+    /// Every (address, frame id) mapping of a frame object.
+    pub fn frame_mappings(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.pages.iter().filter_map(|(&address, mapped)| match mapped {
+            Mapped::Frame(frame) => Some((address, *frame)),
+            Mapped::Owned(_) => None,
+        })
+    }
+
+    /// Whether `page` is mapped.
+    pub fn is_mapped(&self, page: Page) -> bool {
+        self.pages.contains_key(&page.start_address().as_u64())
+    }
+
+    /// Maps `frame` at `page` with `flags` (plus present and user), paying
+    /// for new page tables from the pool (the kernel pays for init's).
+    fn install(
+        &mut self,
+        pools: &mut Pools,
+        page: Page,
+        frame: PhysFrame,
+        flags: PageTableFlags,
+    ) -> Result<(), MapError> {
         if page.start_address().as_u64() >= USER_END {
             return Err(MapError::NotUserAddress);
         }
-        let frame = frames::allocate_zeroed().ok_or(MapError::OutOfMemory)?;
+        if self.is_mapped(page) {
+            return Err(MapError::AlreadyMapped);
+        }
+        // At most three new tables (PDPT, PD, PT) per mapping: charge for
+        // them up front, then refund what was not needed.
+        let worst = 3 * PAGE_TABLE_COST;
+        if let Some(pool) = self.pool {
+            pools.charge(pool, worst).map_err(|_| MapError::OutOfMemory)?;
+        }
+        let free_before = frames::free_frames();
         let flags = flags | PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
         let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
-        // SAFETY: this address space owns its root; the frame is fresh.
+        // SAFETY: this address space owns its root; the frame is the
+        // caller's to map; the page is unmapped (checked above).
         let result =
             unsafe { paging::table(self.root).map_to_with_table_flags(page, frame, flags, parents, &mut KernelFrames) };
+        let tables = (free_before - frames::free_frames()) * PAGE_TABLE_COST;
+        self.charged += tables;
+        if self.pool.is_some() {
+            pools.refund(self.pool, worst - tables);
+        }
         match result {
-            // Not the current address space's TLB unless it is active; a
-            // fresh mapping has no stale entry to flush anyway.
+            // A page that was not mapped has no TLB entry to flush.
             Ok(flush) => flush.ignore(),
-            Err(error) => {
-                frames::free(frame);
-                return Err(match error {
-                    x86_64::structures::paging::mapper::MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
-                    _ => MapError::OutOfMemory,
-                });
+            Err(MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage) => {
+                return Err(MapError::AlreadyMapped);
+            }
+            Err(MapToError::FrameAllocationFailed) => return Err(MapError::OutOfMemory),
+        }
+        Ok(())
+    }
+
+    /// Maps a fresh zeroed page the address space owns (the loader's).
+    ///
+    /// # Errors
+    /// [`MapError`] says why; nothing is mapped then.
+    pub fn map_new_page(&mut self, pools: &mut Pools, page: Page, flags: PageTableFlags) -> Result<(), MapError> {
+        let frame = frames::allocate_zeroed().ok_or(MapError::OutOfMemory)?;
+        if let Err(error) = self.install(pools, page, frame, flags) {
+            frames::free(frame);
+            return Err(error);
+        }
+        self.pages.insert(page.start_address().as_u64(), Mapped::Owned(frame));
+        Ok(())
+    }
+
+    /// Maps frame object `id` (page `frame`) at `page`.
+    ///
+    /// # Errors
+    /// [`MapError`] says why; nothing is mapped then.
+    pub fn map_frame(
+        &mut self,
+        pools: &mut Pools,
+        page: Page,
+        id: u32,
+        frame: PhysFrame,
+        flags: PageTableFlags,
+    ) -> Result<(), MapError> {
+        self.install(pools, page, frame, flags)?;
+        self.pages.insert(page.start_address().as_u64(), Mapped::Frame(id));
+        Ok(())
+    }
+
+    /// Removes the frame-object mapping at `address`; returns the frame id,
+    /// or `None` if no frame object is mapped there.
+    pub fn unmap_frame(&mut self, address: u64) -> Option<u32> {
+        let Some(&Mapped::Frame(id)) = self.pages.get(&address) else {
+            return None;
+        };
+        self.pages.remove(&address);
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        // SAFETY: this address space owns its root; the page was mapped.
+        if let Ok((_, flush)) = unsafe { paging::table(self.root) }.unmap(page) {
+            if Cr3::read().0 == self.root {
+                flush.flush();
+            } else {
+                // Not loaded: its TLB entries go when CR3 is next written.
+                flush.ignore();
             }
         }
-        Ok(frame)
+        Some(id)
     }
 
     /// Widens a mapped page's access to include what `flags` allow: write
@@ -124,15 +245,15 @@ impl AddressSpace {
         })
     }
 
-    /// Copies `bytes` into user memory at `address`, after checking that
-    /// every byte is mapped user-accessible (write permission is not
-    /// needed: the loader fills read-only pages). Copies nothing when a
-    /// check fails.
+    /// Copies `bytes` into user memory at `address`. With `need_write`,
+    /// every byte must be mapped user-writable (IPC into a buffer); without,
+    /// user-accessible is enough (the loader filling read-only pages).
+    /// Copies nothing when a check fails.
     ///
     /// # Errors
-    /// [`MapError::NotUserAddress`] if some byte is not user-accessible.
-    pub fn write_user(&mut self, address: VirtAddr, bytes: &[u8]) -> Result<(), MapError> {
-        self.check_user(address, bytes.len(), false)?;
+    /// [`MapError::NotUserAddress`] if some byte lacks the access.
+    pub fn write_user(&mut self, address: VirtAddr, bytes: &[u8], need_write: bool) -> Result<(), MapError> {
+        self.check_user(address, bytes.len(), need_write)?;
         self.for_each_chunk(address, bytes.len(), |page, done| {
             let len = page.len();
             page.copy_from_slice(&bytes[done..done + len]);
@@ -171,8 +292,9 @@ impl AddressSpace {
             let offset = (physical.as_u64() % 4096) as usize;
             let chunk = (4096 - offset).min(len - done);
             // SAFETY: the frame is mapped in this address space's user half,
-            // so it is RAM owned by the process; the kernel runs with
-            // interrupts off on one CPU, so no user thread touches it now.
+            // so it is RAM or device memory owned by the process; the kernel
+            // runs with interrupts off on one CPU, so no user thread touches
+            // it now.
             let page = unsafe { frame_bytes(PhysFrame::containing_address(physical)) };
             visit(&mut page[offset..offset + chunk], done);
             done += chunk;
@@ -182,34 +304,40 @@ impl AddressSpace {
 }
 
 impl Drop for AddressSpace {
-    /// Frees every frame and table of the user half, then the root.
+    /// Frees the pages it owns, then every table of the user half, then
+    /// the root. Frame objects keep their pages.
     fn drop(&mut self) {
-        // SAFETY: the address space is being destroyed and is not active
+        for mapped in self.pages.values() {
+            if let Mapped::Owned(frame) = mapped {
+                frames::free(*frame);
+            }
+        }
+        // SAFETY: the address space is being destroyed and is not loaded
         // (the scheduler switches away first); its tables are reached only
         // through this root.
-        unsafe { free_table(self.root, 4, 0..256) };
+        unsafe { free_tables(self.root, 4, 0..256) };
         frames::free(self.root);
     }
 }
 
-/// Frees the frames under entries `range` of a table at `level`, then the
-/// tables themselves (the caller frees `table`).
+/// Frees the page tables under entries `range` of a table at `level` (not
+/// the pages they map: those belong to the address space's records).
 ///
 /// # Safety
 /// `table` must be a page table at `level` reachable only by the caller.
-unsafe fn free_table(table: PhysFrame, level: u8, range: core::ops::Range<usize>) {
+unsafe fn free_tables(table: PhysFrame, level: u8, range: core::ops::Range<usize>) {
+    if level == 1 {
+        return;
+    }
     // SAFETY: per the contract, the caller owns the table.
     let entries: &mut PageTable = unsafe { &mut *physical_to_virtual(table.start_address().as_u64()).as_mut_ptr() };
     for index in range {
         let entry = &mut entries[index];
-        let Ok(frame) = entry.frame() else { continue };
-        let frame: PhysFrame<Size4KiB> = frame;
-        if level > 1 {
-            // SAFETY: a present non-leaf entry of an owned table points to an
-            // owned table one level down (the user half maps no huge pages).
-            unsafe { free_table(frame, level - 1, 0..512) };
-        }
-        frames::free(frame);
+        let Ok(child) = entry.frame() else { continue };
+        // SAFETY: a present entry above level 1 points to a table one level
+        // down, owned like this one (the user half maps no huge pages).
+        unsafe { free_tables(child, level - 1, 0..512) };
+        frames::free(child);
         entry.set_unused();
     }
 }

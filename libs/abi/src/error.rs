@@ -90,7 +90,10 @@ impl Error {
 
     /// An error about argument `index` (0..=5).
     pub const fn in_argument(kind: ErrorKind, index: u8) -> Self {
-        Self { kind, argument: Some(index) }
+        Self {
+            kind,
+            argument: Some(index),
+        }
     }
 
     /// Encodes this error as the status the kernel returns in `rax`.

@@ -16,11 +16,15 @@ pub mod slot {
     pub const PORT_CONTROL: u64 = 6;
     /// Authority over device memory.
     pub const DEVICE_MEMORY_CONTROL: u64 = 7;
+    /// The frame of init's IPC buffer (mapped at [`IPC_BUFFER`](super::IPC_BUFFER)).
+    pub const IPC_BUFFER_FRAME: u64 = 8;
     /// The first slot the kernel leaves empty.
-    pub const FIRST_FREE: u64 = 8;
+    pub const FIRST_FREE: u64 = 9;
 }
 
 /// Number of slots in init's CSpace.
 pub const CSPACE_SLOTS: u64 = 4096;
 /// Where init's IPC buffer is mapped.
 pub const IPC_BUFFER: u64 = 0x0000_7fff_fff0_0000;
+/// init's scheduling priority: the highest any thread may get from it.
+pub const PRIORITY: u8 = 128;

@@ -32,7 +32,11 @@ pub struct MessageTag {
 impl MessageTag {
     /// A tag for `words` words and no capabilities.
     pub const fn new(label: u32, words: u8) -> Self {
-        Self { label, words, capabilities: 0 }
+        Self {
+            label,
+            words,
+            capabilities: 0,
+        }
     }
 
     /// Encodes the tag for `rsi`.
@@ -42,7 +46,11 @@ impl MessageTag {
 
     /// Decodes a tag; `None` if reserved bits are set or a count is too big.
     pub const fn from_raw(raw: u64) -> Option<Self> {
-        let tag = Self { label: raw as u32, words: (raw >> 32) as u8, capabilities: ((raw >> 40) & 0x7) as u8 };
+        let tag = Self {
+            label: raw as u32,
+            words: (raw >> 32) as u8,
+            capabilities: ((raw >> 40) & 0x7) as u8,
+        };
         if raw >> 43 != 0 || tag.words as usize > MAX_WORDS || tag.capabilities as usize > MAX_CAPABILITIES {
             return None;
         }
@@ -85,7 +93,14 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in [MessageTag::new(0, 0), MessageTag { label: u32::MAX, words: MAX_WORDS as u8, capabilities: 4 }] {
+        for tag in [
+            MessageTag::new(0, 0),
+            MessageTag {
+                label: u32::MAX,
+                words: MAX_WORDS as u8,
+                capabilities: 4,
+            },
+        ] {
             assert_eq!(MessageTag::from_raw(tag.to_raw()), Some(tag));
         }
     }

@@ -96,10 +96,13 @@ syscalls! {
     /// (slots of a CSpace, bytes of a sub-pool; else ignored).
     Create = 40,
     /// Maps a frame: 0 = address-space slot, 1 = frame slot, 2 = virtual
-    /// address (page-aligned, user half), 3 = rights (read, write, execute;
-    /// at most the frame capability's). One mapping per frame capability.
+    /// address (page-aligned, user half), 3 = rights (read, and optionally
+    /// write and execute; at most the frame capability's). A frame may be
+    /// mapped in several places; it stays allocated while its capabilities
+    /// exist, and its mappings go with it.
     Map = 41,
-    /// Unmaps the frame in slot 0 from wherever its capability mapped it.
+    /// Unmaps the frame at an address: 0 = address-space slot, 1 = virtual
+    /// address.
     Unmap = 42,
 
     /// Sets a thread's CSpace, address space, IPC buffer and fault endpoint:
@@ -154,7 +157,11 @@ mod tests {
     fn numbers_round_trip_and_are_unique() {
         for (index, syscall) in Syscall::ALL.iter().enumerate() {
             assert_eq!(Syscall::from_number(*syscall as u64), Some(*syscall));
-            assert!(Syscall::ALL[..index].iter().all(|other| *other as u64 != *syscall as u64));
+            assert!(
+                Syscall::ALL[..index]
+                    .iter()
+                    .all(|other| *other as u64 != *syscall as u64)
+            );
         }
     }
 

@@ -22,7 +22,13 @@ fn setup() -> Ipc {
 }
 
 fn transfer(from: ThreadId, to: ThreadId, badge: u64, kind: TransferKind) -> Delivery {
-    Delivery::Delivered(Transfer { from, to, badge, kind, grant: false })
+    Delivery::Delivered(Transfer {
+        from,
+        to,
+        badge,
+        kind,
+        grant: false,
+    })
 }
 
 fn runnable(ipc: &Ipc, thread: ThreadId) -> bool {
@@ -32,10 +38,16 @@ fn runnable(ipc: &Ipc, thread: ThreadId) -> bool {
 #[test]
 fn send_blocks_until_a_receiver_takes_it() {
     let mut ipc = setup();
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 7, SendKind::Send, false, true), Ok(Delivery::Blocked));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 7, SendKind::Send, false, true),
+        Ok(Delivery::Blocked)
+    );
     assert!(matches!(ipc.state(CLIENT), Some(State::Sending { badge: 7, .. })));
     assert_eq!(ipc.scheduler.runnable(), 2, "the blocked sender left the run queue");
-    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(CLIENT, SERVER, 7, TransferKind::Send)));
+    assert_eq!(
+        ipc.receive(SERVER, ENDPOINT, true),
+        Ok(transfer(CLIENT, SERVER, 7, TransferKind::Send))
+    );
     assert!(runnable(&ipc, CLIENT) && runnable(&ipc, SERVER));
     assert_eq!(ipc.scheduler.runnable(), 3);
 }
@@ -45,47 +57,90 @@ fn receive_blocks_until_a_sender_arrives() {
     let mut ipc = setup();
     assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(Delivery::Blocked));
     assert_eq!(ipc.state(SERVER), Some(State::Receiving { endpoint: ENDPOINT }));
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 3, SendKind::Send, true, true), Ok(Delivery::Delivered(Transfer {
-        from: CLIENT,
-        to: SERVER,
-        badge: 3,
-        kind: TransferKind::Send,
-        grant: true
-    })));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 3, SendKind::Send, true, true),
+        Ok(Delivery::Delivered(Transfer {
+            from: CLIENT,
+            to: SERVER,
+            badge: 3,
+            kind: TransferKind::Send,
+            grant: true
+        }))
+    );
     assert!(runnable(&ipc, CLIENT) && runnable(&ipc, SERVER));
 }
 
 #[test]
 fn non_blocking_calls_fail_and_change_nothing() {
     let mut ipc = setup();
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, false), Err(IpcError::WouldBlock));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, false),
+        Err(IpcError::WouldBlock)
+    );
     assert_eq!(ipc.receive(SERVER, ENDPOINT, false), Err(IpcError::WouldBlock));
     assert!(runnable(&ipc, CLIENT) && runnable(&ipc, SERVER));
     assert_eq!(ipc.scheduler.runnable(), 3);
     // With a peer waiting, the non-blocking forms succeed.
     ipc.receive(SERVER, ENDPOINT, true).unwrap();
-    assert!(matches!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, false), Ok(Delivery::Delivered(_))));
+    assert!(matches!(
+        ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, false),
+        Ok(Delivery::Delivered(_))
+    ));
 }
 
 #[test]
 fn call_and_reply() {
     let mut ipc = setup();
     ipc.receive(SERVER, ENDPOINT, true).unwrap();
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 9, SendKind::Call, false, true), Ok(transfer(CLIENT, SERVER, 9, TransferKind::Call)));
-    assert_eq!(ipc.state(CLIENT), Some(State::AwaitingReply { server: SERVER, fault: false }));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 9, SendKind::Call, false, true),
+        Ok(transfer(CLIENT, SERVER, 9, TransferKind::Call))
+    );
+    assert_eq!(
+        ipc.state(CLIENT),
+        Some(State::AwaitingReply {
+            server: SERVER,
+            fault: false
+        })
+    );
     assert_eq!(ipc.scheduler.runnable(), 2, "the caller waits off the run queue");
     let reply = ipc.reply(SERVER).unwrap();
-    assert_eq!(reply, Transfer { from: SERVER, to: CLIENT, badge: 0, kind: TransferKind::Reply, grant: false });
+    assert_eq!(
+        reply,
+        Transfer {
+            from: SERVER,
+            to: CLIENT,
+            badge: 0,
+            kind: TransferKind::Reply,
+            grant: false
+        }
+    );
     assert!(runnable(&ipc, CLIENT));
-    assert_eq!(ipc.reply(SERVER), Err(IpcError::NoReplyTarget), "the reply right is one-shot");
+    assert_eq!(
+        ipc.reply(SERVER),
+        Err(IpcError::NoReplyTarget),
+        "the reply right is one-shot"
+    );
 }
 
 #[test]
 fn a_queued_call_is_received_later() {
     let mut ipc = setup();
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 1, SendKind::Call, false, true), Ok(Delivery::Blocked));
-    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(CLIENT, SERVER, 1, TransferKind::Call)));
-    assert_eq!(ipc.state(CLIENT), Some(State::AwaitingReply { server: SERVER, fault: false }));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 1, SendKind::Call, false, true),
+        Ok(Delivery::Blocked)
+    );
+    assert_eq!(
+        ipc.receive(SERVER, ENDPOINT, true),
+        Ok(transfer(CLIENT, SERVER, 1, TransferKind::Call))
+    );
+    assert_eq!(
+        ipc.state(CLIENT),
+        Some(State::AwaitingReply {
+            server: SERVER,
+            fault: false
+        })
+    );
     assert!(runnable(&ipc, SERVER));
     ipc.reply(SERVER).unwrap();
     assert!(runnable(&ipc, CLIENT));
@@ -106,7 +161,8 @@ fn senders_are_served_by_priority_then_in_order() {
     for (thread, priority) in [(low, 1), (high, 50), (low_again, 1)] {
         ipc.add_thread(thread, priority);
         ipc.start(thread).unwrap();
-        ipc.send(thread, ENDPOINT, u64::from(thread.0), SendKind::Send, false, true).unwrap();
+        ipc.send(thread, ENDPOINT, u64::from(thread.0), SendKind::Send, false, true)
+            .unwrap();
     }
     let order: Vec<u64> = (0..3)
         .map(|_| match ipc.receive(SERVER, ENDPOINT, true).unwrap() {
@@ -123,7 +179,10 @@ fn set_priority_reorders_a_waiting_sender() {
     ipc.send(CLIENT, ENDPOINT, 1, SendKind::Send, false, true).unwrap();
     ipc.send(OTHER, ENDPOINT, 3, SendKind::Send, false, true).unwrap();
     ipc.set_priority(OTHER, 99);
-    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(OTHER, SERVER, 3, TransferKind::Send)));
+    assert_eq!(
+        ipc.receive(SERVER, ENDPOINT, true),
+        Ok(transfer(OTHER, SERVER, 3, TransferKind::Send))
+    );
 }
 
 #[test]
@@ -140,7 +199,10 @@ fn destroying_an_endpoint_wakes_every_waiter_with_peer_died() {
     woken.sort();
     assert_eq!(woken, [CLIENT, SERVER, OTHER]);
     assert!([CLIENT, SERVER, OTHER].iter().all(|thread| runnable(&ipc, *thread)));
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, true), Err(IpcError::NoSuchObject));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, true),
+        Err(IpcError::NoSuchObject)
+    );
 }
 
 #[test]
@@ -159,9 +221,15 @@ fn destroying_a_receiving_server_leaves_queued_callers_for_the_next_one() {
     let mut ipc = setup();
     ipc.receive(SERVER, ENDPOINT, true).unwrap();
     ipc.remove_thread(SERVER);
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true), Ok(Delivery::Blocked));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true),
+        Ok(Delivery::Blocked)
+    );
     assert!(ipc.take_peer_died().is_empty());
-    assert_eq!(ipc.receive(OTHER, ENDPOINT, true), Ok(transfer(CLIENT, OTHER, 0, TransferKind::Call)));
+    assert_eq!(
+        ipc.receive(OTHER, ENDPOINT, true),
+        Ok(transfer(CLIENT, OTHER, 0, TransferKind::Call))
+    );
 }
 
 #[test]
@@ -171,7 +239,11 @@ fn reply_to_a_caller_that_died_fails_with_peer_died() {
     ipc.send(CLIENT, ENDPOINT, 0, SendKind::Call, false, true).unwrap();
     ipc.remove_thread(CLIENT);
     assert_eq!(ipc.reply(SERVER), Err(IpcError::PeerDied));
-    assert_eq!(ipc.reply(SERVER), Err(IpcError::NoReplyTarget), "the failed reply used the right up");
+    assert_eq!(
+        ipc.reply(SERVER),
+        Err(IpcError::NoReplyTarget),
+        "the failed reply used the right up"
+    );
     assert!(ipc.take_peer_died().is_empty());
 }
 
@@ -204,14 +276,20 @@ fn stopping_a_queued_sender_withdraws_its_message() {
     assert_eq!(ipc.receive(SERVER, ENDPOINT, false), Err(IpcError::WouldBlock));
     ipc.receive(SERVER, ENDPOINT, true).unwrap();
     ipc.stop(SERVER);
-    assert_eq!(ipc.send(OTHER, ENDPOINT, 0, SendKind::Send, false, false), Err(IpcError::WouldBlock));
+    assert_eq!(
+        ipc.send(OTHER, ENDPOINT, 0, SendKind::Send, false, false),
+        Err(IpcError::WouldBlock)
+    );
 }
 
 #[test]
 fn only_runnable_threads_send_and_receive_and_only_stopped_ones_start() {
     let mut ipc = setup();
     ipc.stop(CLIENT);
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, true), Err(IpcError::InvalidState));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 0, SendKind::Send, false, true),
+        Err(IpcError::InvalidState)
+    );
     assert_eq!(ipc.receive(CLIENT, ENDPOINT, true), Err(IpcError::InvalidState));
     assert_eq!(ipc.start(SERVER), Err(IpcError::InvalidState));
     assert_eq!(ipc.start(ThreadId(99)), Err(IpcError::NoSuchObject));
@@ -223,12 +301,28 @@ fn only_runnable_threads_send_and_receive_and_only_stopped_ones_start() {
 fn faults_are_calls_whose_reply_leaves_the_thread_stopped() {
     let mut ipc = setup();
     ipc.stop(CLIENT); // the kernel stops a faulting thread first
-    assert_eq!(ipc.send(CLIENT, ENDPOINT, 4, SendKind::Fault, false, true), Ok(Delivery::Blocked));
-    assert_eq!(ipc.receive(SERVER, ENDPOINT, true), Ok(transfer(CLIENT, SERVER, 4, TransferKind::Fault)));
-    assert_eq!(ipc.state(CLIENT), Some(State::AwaitingReply { server: SERVER, fault: true }));
+    assert_eq!(
+        ipc.send(CLIENT, ENDPOINT, 4, SendKind::Fault, false, true),
+        Ok(Delivery::Blocked)
+    );
+    assert_eq!(
+        ipc.receive(SERVER, ENDPOINT, true),
+        Ok(transfer(CLIENT, SERVER, 4, TransferKind::Fault))
+    );
+    assert_eq!(
+        ipc.state(CLIENT),
+        Some(State::AwaitingReply {
+            server: SERVER,
+            fault: true
+        })
+    );
     let reply = ipc.reply(SERVER).unwrap();
     assert_eq!(reply.kind, TransferKind::FaultReply);
-    assert_eq!(ipc.state(CLIENT), Some(State::Stopped), "the kernel decides whether to resume");
+    assert_eq!(
+        ipc.state(CLIENT),
+        Some(State::Stopped),
+        "the kernel decides whether to resume"
+    );
     ipc.start(CLIENT).unwrap();
     assert!(runnable(&ipc, CLIENT));
 }
@@ -241,7 +335,10 @@ fn a_faulted_thread_whose_handler_dies_stays_stopped() {
     ipc.send(CLIENT, ENDPOINT, 0, SendKind::Fault, false, true).unwrap();
     ipc.remove_thread(SERVER);
     assert_eq!(ipc.state(CLIENT), Some(State::Stopped));
-    assert!(ipc.take_peer_died().is_empty(), "its registers hold the fault, not a syscall result");
+    assert!(
+        ipc.take_peer_died().is_empty(),
+        "its registers hold the fault, not a syscall result"
+    );
     // Queued fault messages on a destroyed endpoint likewise.
     ipc.send(CLIENT, ENDPOINT, 0, SendKind::Fault, false, true).unwrap();
     ipc.remove_endpoint(ENDPOINT);
@@ -255,14 +352,23 @@ fn signals_accumulate_until_waited_for() {
     assert_eq!(ipc.signal(NOTIFICATION, 0b01), Ok(None));
     assert_eq!(ipc.signal(NOTIFICATION, 0b10), Ok(None));
     assert_eq!(ipc.wait(CLIENT, NOTIFICATION, true), Ok(Some(0b11)));
-    assert_eq!(ipc.wait(CLIENT, NOTIFICATION, false), Ok(Some(0)), "poll finds the word cleared");
+    assert_eq!(
+        ipc.wait(CLIENT, NOTIFICATION, false),
+        Ok(Some(0)),
+        "poll finds the word cleared"
+    );
 }
 
 #[test]
 fn wait_blocks_until_a_signal() {
     let mut ipc = setup();
     assert_eq!(ipc.wait(CLIENT, NOTIFICATION, true), Ok(None));
-    assert_eq!(ipc.state(CLIENT), Some(State::Waiting { notification: NOTIFICATION }));
+    assert_eq!(
+        ipc.state(CLIENT),
+        Some(State::Waiting {
+            notification: NOTIFICATION
+        })
+    );
     assert_eq!(ipc.signal(NOTIFICATION, 0), Ok(None), "a zero badge wakes nobody");
     assert_eq!(ipc.signal(NOTIFICATION, 0x40), Ok(Some((CLIENT, 0x40))));
     assert!(runnable(&ipc, CLIENT));

@@ -29,7 +29,13 @@ const LAPIC_TIMER_DIVIDE: usize = 0x3e0;
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
 
+/// Polarity and trigger of each I/O APIC line, from the MADT (bit 13
+/// active low, bit 15 level-triggered, as in a redirection entry).
+static LINE_MODES: spin::Mutex<[u32; 24]> = spin::Mutex::new([0; 24]);
+
 static LAPIC: AtomicU64 = AtomicU64::new(0);
+/// Timer ticks since boot.
+pub static TICKS: AtomicU64 = AtomicU64::new(0);
 static IOAPIC: AtomicU64 = AtomicU64::new(0);
 static IOAPIC_GSI_BASE: AtomicU64 = AtomicU64::new(0);
 
@@ -96,6 +102,20 @@ pub fn init(routing: &InterruptRouting) {
     for line in 0..lines {
         ioapic_write(0x10 + 2 * line, LVT_MASKED);
     }
+    // ISA lines are edge-triggered and active high unless the MADT says
+    // otherwise; PCI lines (16 and up) are level-triggered, active low.
+    let mut modes = LINE_MODES.lock();
+    for (line, mode) in modes.iter_mut().enumerate() {
+        *mode = if line < 16 { 0 } else { (1 << 13) | (1 << 15) };
+    }
+    for irq in 0..16 {
+        let gsi = routing.isa_irq(irq);
+        let line = gsi.number.saturating_sub(routing.ioapic_gsi_base) as usize;
+        if let Some(mode) = modes.get_mut(line) {
+            *mode = u32::from(gsi.active_low) << 13 | u32::from(gsi.level_triggered) << 15;
+        }
+    }
+    drop(modes);
     log::info!(
         "apic: local APIC {:#x} timer {} Hz ({} bus ticks/10 ms), I/O APIC {:#x} with {} lines",
         base,
@@ -106,19 +126,14 @@ pub fn init(routing: &InterruptRouting) {
     );
 }
 
-/// Routes global interrupt `gsi` to this CPU, unmasked, on vector
-/// `IOAPIC_VECTOR_BASE + line`.
-pub fn route(gsi: &super::acpi::Gsi) {
-    let line = gsi
-        .number
-        .saturating_sub(IOAPIC_GSI_BASE.load(Ordering::Relaxed) as u32);
-    let mut low = u32::from(IOAPIC_VECTOR_BASE) + line;
-    if gsi.active_low {
-        low |= 1 << 13;
-    }
-    if gsi.level_triggered {
-        low |= 1 << 15;
-    }
+/// Masks or unmasks I/O APIC `line`, which delivers to this CPU on vector
+/// `IOAPIC_VECTOR_BASE + line` with the line's polarity and trigger mode.
+pub fn set_line_masked(line: u8, masked: bool) {
+    let Some(&mode) = LINE_MODES.lock().get(usize::from(line)) else {
+        return;
+    };
+    let line = u32::from(line);
+    let low = (u32::from(IOAPIC_VECTOR_BASE) + line) | mode | if masked { LVT_MASKED } else { 0 };
     let destination = lapic_read(LAPIC_ID) >> 24;
     ioapic_write(0x11 + 2 * line, destination << 24);
     ioapic_write(0x10 + 2 * line, low);
@@ -175,6 +190,3 @@ fn calibrate_timer() -> u32 {
     lapic_write(LAPIC_TIMER_INITIAL, 0);
     elapsed
 }
-
-/// Timer ticks since boot.
-pub static TICKS: AtomicU64 = AtomicU64::new(0);

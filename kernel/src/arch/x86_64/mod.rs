@@ -9,6 +9,7 @@ pub mod gdt;
 pub mod idt;
 pub mod paging;
 pub mod percpu;
+pub mod port;
 pub mod power;
 pub mod serial;
 pub mod syscall;

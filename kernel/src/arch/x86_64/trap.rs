@@ -5,7 +5,8 @@ use super::apic::{self, IOAPIC_VECTOR_BASE, SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::entry::TrapFrame;
 use super::{backtrace, power};
 use crate::log::write_emergency;
-use crate::sched::{self, ThreadEnd};
+use crate::object;
+use crate::sched;
 use abi::debug_exit::Outcome;
 use x86_64::registers::control::Cr2;
 
@@ -60,7 +61,12 @@ fn interrupt(vector: u8) {
         }
         SPURIOUS_VECTOR => {} // no EOI for spurious interrupts
         vector if (IOAPIC_VECTOR_BASE..IOAPIC_VECTOR_BASE + IOAPIC_LINES).contains(&vector) => {
-            crate::console::interrupt(vector - IOAPIC_VECTOR_BASE);
+            let line = vector - IOAPIC_VECTOR_BASE;
+            if crate::console::line() == Some(line) {
+                crate::console::interrupt();
+            } else {
+                object::with(|objects| crate::syscall::device_interrupt(objects, line));
+            }
             apic::end_of_interrupt();
         }
         vector => {
@@ -85,17 +91,20 @@ pub extern "C" fn trap_from_user(frame: *const TrapFrame) -> ! {
             power::exit(Outcome::KernelPanic)
         }
         0..=31 => {
-            let (error_code, rip, rsp) = sched::with_current(|thread| {
-                let context = &thread.context;
-                (context.error_code, context.rip, context.rsp)
-            });
             let address = if vector == 14 { Cr2::read_raw() } else { 0 };
-            sched::end_current(ThreadEnd::Faulted { vector, error_code, address, rip, rsp });
+            object::with(|objects| {
+                let Some(thread) = objects.on_cpu else { return };
+                let error_code = objects
+                    .threads
+                    .get(thread.0)
+                    .map_or(0, |record| record.context.error_code);
+                sched::fault(objects, thread, vector, error_code, address);
+            });
         }
         _ => {
             interrupt(vector as u8);
             if vector == u64::from(TIMER_VECTOR) {
-                sched::preempt();
+                object::with(|objects| objects.ipc.scheduler.tick());
             }
         }
     }
@@ -112,7 +121,11 @@ pub extern "C" fn trap_from_kernel(frame: &mut TrapFrame) {
 
 /// Entry through SYSCALL: the frame is the current thread's saved context.
 pub extern "C" fn syscall_from_user() -> ! {
-    crate::syscall::dispatch();
+    object::with(|objects| {
+        if let Some(thread) = objects.on_cpu {
+            crate::syscall::dispatch(objects, thread);
+        }
+    });
     sched::resume()
 }
 

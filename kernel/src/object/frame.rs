@@ -1,0 +1,77 @@
+//! Frame: one 4 KiB page of memory (or of device registers) that can be
+//! mapped into address spaces.
+
+use crate::memory::frames;
+use alloc::vec::Vec;
+use x86_64::structures::paging::PhysFrame;
+
+/// A frame object.
+pub struct Frame {
+    physical: PhysFrame,
+    /// Device registers rather than RAM: mapped uncached, never freed.
+    device: bool,
+    /// The pool that paid for it (none for device frames).
+    pool: Option<u32>,
+    /// Where it is mapped: (address-space id, virtual address).
+    mappings: Vec<(u32, u64)>,
+}
+
+impl Frame {
+    /// A frame of RAM paid for by `pool`.
+    pub fn ram(physical: PhysFrame, pool: u32) -> Self {
+        Self {
+            physical,
+            device: false,
+            pool: Some(pool),
+            mappings: Vec::new(),
+        }
+    }
+
+    /// A frame of device registers.
+    pub fn device(physical: PhysFrame) -> Self {
+        Self {
+            physical,
+            device: true,
+            pool: None,
+            mappings: Vec::new(),
+        }
+    }
+
+    /// The page it names.
+    pub fn physical(&self) -> PhysFrame {
+        self.physical
+    }
+
+    /// Whether it is device memory.
+    pub fn is_device(&self) -> bool {
+        self.device
+    }
+
+    /// The pool to refund when it goes.
+    pub fn pool(&self) -> Option<u32> {
+        self.pool
+    }
+
+    /// Where it is mapped.
+    pub fn mappings(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.mappings.iter().copied()
+    }
+
+    /// Records a new mapping.
+    pub fn add_mapping(&mut self, space: u32, address: u64) {
+        self.mappings.push((space, address));
+    }
+
+    /// Forgets a mapping (the address space unmapped it or died).
+    pub fn forget_mapping(&mut self, space: u32, address: u64) {
+        self.mappings.retain(|&mapping| mapping != (space, address));
+    }
+
+    /// Gives the page back to the allocator (RAM only). The caller has
+    /// removed every mapping first.
+    pub fn release(self) {
+        if !self.device {
+            frames::free(self.physical);
+        }
+    }
+}
