@@ -17,12 +17,15 @@ use std::process::Command;
 use std::{fmt, io};
 
 /// What to build.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct BuildOptions {
     /// Optimised build.
     pub release: bool,
     /// Cargo features to enable, as `package/feature` (test-only hooks).
     pub features: Vec<String>,
+    /// A system description other than the workspace's `system.toml`
+    /// (test and benchmark images), relative to the workspace root.
+    pub system: Option<String>,
 }
 
 /// Everything that can stop an image from being made.
@@ -73,6 +76,10 @@ pub fn workspace_root() -> PathBuf {
 /// set, so test variants do not overwrite each other.
 fn output_directory(options: &BuildOptions) -> PathBuf {
     let mut name = String::from(if options.release { "release" } else { "debug" });
+    if let Some(system) = &options.system {
+        name.push('+');
+        name.push_str(&system.replace(['/', '.'], "-"));
+    }
     for feature in &options.features {
         name.push('+');
         name.push_str(&feature.replace('/', "-"));
@@ -87,7 +94,7 @@ fn output_directory(options: &BuildOptions) -> PathBuf {
 /// [`Error`] names the step and file that failed.
 pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     let root = workspace_root();
-    let description_path = root.join("system.toml");
+    let description_path = root.join(options.system.as_deref().unwrap_or("system.toml"));
     let description = system::SystemDescription::load(&description_path)?;
     let binaries = compile(options, &description)?;
     let output = output_directory(options);
@@ -101,7 +108,7 @@ pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     let mut programs = Vec::new();
     for program in &description.programs {
         let stripped = output.join(format!("{}.stripped", program.name));
-        strip_debug_info(&binaries.join(&program.name), &stripped)?;
+        strip_debug_info(&binaries.join(program.package()), &stripped)?;
         programs.push((program.name.clone(), stripped));
     }
     let archive = pack::pack(&kernel, &programs, &description_path)?;
@@ -155,7 +162,7 @@ fn compile(options: &BuildOptions, description: &system::SystemDescription) -> R
         .current_dir(&root)
         .args(["build", "--target", "x86_64-unknown-none", "--package", "kernel"]);
     for program in &description.programs {
-        command.args(["--package", &program.name]);
+        command.args(["--package", program.package()]);
     }
     if options.release {
         command.arg("--release");

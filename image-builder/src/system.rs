@@ -17,8 +17,17 @@ pub struct SystemDescription {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Program {
-    /// Its name: the crate that builds it and its name in the archive.
+    /// Its name in the archive (the kernel starts the one called `init`).
     pub name: String,
+    /// The crate that builds it, if not the one called `name`.
+    package: Option<String>,
+}
+
+impl Program {
+    /// The crate that builds it.
+    pub fn package(&self) -> &str {
+        self.package.as_deref().unwrap_or(&self.name)
+    }
 }
 
 impl SystemDescription {
@@ -65,6 +74,13 @@ mod tests {
     fn refuses_a_description_without_init() {
         let error = SystemDescription::parse("[[program]]\nname = \"shell\"\n").unwrap_err();
         assert!(error.contains("no program named 'init'"), "{error}");
+    }
+
+    #[test]
+    fn a_program_may_come_from_another_package() {
+        let description =
+            SystemDescription::parse("[[program]]\nname = \"init\"\npackage = \"kernel-tests\"\n").unwrap();
+        assert_eq!(description.programs[0].package(), "kernel-tests");
     }
 
     #[test]

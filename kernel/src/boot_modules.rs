@@ -6,6 +6,7 @@ use boot_archive::{Archive, ArchiveError, EntryKind, File};
 use spin::Once;
 
 static ARCHIVE: Once<Archive<'static>> = Once::new();
+static BYTES: Once<&'static [u8]> = Once::new();
 static SYMBOLS: Once<(SymbolTable, u64)> = Once::new();
 
 /// Checks the archive at `bytes` and keeps it. `kernel_offset` is how far
@@ -35,7 +36,13 @@ pub fn init(bytes: &'static [u8], kernel_offset: u64) -> Result<(), ArchiveError
         }
     }
     ARCHIVE.call_once(|| archive);
+    BYTES.call_once(|| bytes);
     Ok(())
+}
+
+/// The whole archive, for init.
+pub fn bytes() -> &'static [u8] {
+    BYTES.get().copied().unwrap_or_default()
 }
 
 /// The program called `name`.

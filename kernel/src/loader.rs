@@ -2,6 +2,7 @@
 //! address space, gives it a stack, an IPC buffer, a CSpace holding every
 //! initial capability (see `abi::init`), and a thread.
 
+use crate::arch::paging;
 use crate::memory::frames;
 use crate::memory::layout::USER_END;
 use crate::object::address_space::{AddressSpace, MapError};
@@ -17,7 +18,7 @@ use elf::{Elf, ElfError, RelocationError};
 use kernel_core::capability_table::SlotRef;
 use kernel_core::scheduler::ThreadId;
 use x86_64::VirtAddr;
-use x86_64::structures::paging::{Page, PageTableFlags};
+use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 
 /// Where a position-independent program's lowest page goes.
 const PIE_BASE: u64 = 0x0040_0000;
@@ -109,12 +110,27 @@ fn load_image(space: &mut AddressSpace, pools: &mut Pools, image: &[u8]) -> Resu
     user_range(elf.entry(), 1)
 }
 
+/// Maps the boot archive (page-aligned in the kernel's ramdisk mapping)
+/// read-only at `abi::init::BOOT_ARCHIVE`.
+fn lend_archive(space: &mut AddressSpace, pools: &mut Pools, archive: &[u8]) -> Result<(), LoadError> {
+    let start = VirtAddr::from_ptr(archive.as_ptr());
+    for offset in (0..archive.len() as u64).step_by(4096) {
+        let (physical, _) =
+            paging::translate(paging::kernel_root(), start + offset).ok_or(LoadError::Map(MapError::NotUserAddress))?;
+        let page = Page::containing_address(VirtAddr::new(init::BOOT_ARCHIVE + offset));
+        space
+            .map_borrowed(pools, page, PhysFrame::containing_address(physical))
+            .map_err(LoadError::Map)?;
+    }
+    Ok(())
+}
+
 /// Creates init from its ELF `image` and makes it runnable.
 ///
 /// # Errors
 /// [`LoadError`] if the image is refused or memory is short; the kernel
 /// then has nothing to run.
-pub fn start_init(objects: &mut Objects, image: &[u8]) -> Result<ThreadId, LoadError> {
+pub fn start_init(objects: &mut Objects, image: &[u8], archive: &[u8]) -> Result<ThreadId, LoadError> {
     let out_of_memory = LoadError::Map(MapError::OutOfMemory);
     let budget = (frames::free_frames() * 4096).saturating_sub(KERNEL_RESERVE);
     let pool = objects
@@ -123,6 +139,7 @@ pub fn start_init(objects: &mut Objects, image: &[u8]) -> Result<ThreadId, LoadE
         .ok_or(LoadError::Map(MapError::OutOfMemory))?;
     let mut space = AddressSpace::new(&mut objects.pools, None).map_err(LoadError::Map)?;
     let entry = load_image(&mut space, &mut objects.pools, image)?;
+    lend_archive(&mut space, &mut objects.pools, archive)?;
 
     let buffer_page = frames::allocate_zeroed().ok_or(LoadError::Map(MapError::OutOfMemory))?;
     let buffer_frame = objects
@@ -147,6 +164,8 @@ pub fn start_init(objects: &mut Objects, image: &[u8]) -> Result<ThreadId, LoadE
     let mut thread = Thread::new(String::from("init"), references, None);
     thread.context.rip = entry.as_u64();
     thread.context.rsp = STACK_TOP;
+    thread.context.rdi = init::BOOT_ARCHIVE;
+    thread.context.rsi = archive.len() as u64;
     thread.cspace = Some(cspace);
     thread.address_space = Some(space);
     thread.ipc_buffer = Some(VirtAddr::new(init::IPC_BUFFER));

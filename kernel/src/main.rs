@@ -119,7 +119,7 @@ extern "C" fn start(boot_info: &'static mut BootInfo, stack_top: u64) -> ! {
     let Some(init) = boot_modules::program(INIT) else {
         panic!("boot archive has no program '{INIT}'");
     };
-    if let Err(error) = object::with(|objects| loader::start_init(objects, init.data)) {
+    if let Err(error) = object::with(|objects| loader::start_init(objects, init.data, boot_modules::bytes())) {
         panic!("cannot start '{INIT}': {error}");
     }
     ::log::info!(

@@ -21,24 +21,35 @@ use std::time::{Duration, Instant};
 /// waits this long when something is already wrong.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Builds (or reuses) the images for a set of test features such as
-/// `"init/user-fault-test"`. Builds run one at a time: they share cargo's
-/// output directory.
-pub fn images(features: &[&str]) -> Images {
-    static BUILT: Mutex<Option<HashMap<Vec<String>, Images>>> = Mutex::new(None);
-    let key: Vec<String> = features.iter().map(|feature| feature.to_string()).collect();
+/// Builds (or reuses) the images for `options`. Builds run one at a time:
+/// they share cargo's output directory.
+pub fn images(options: &BuildOptions) -> Images {
+    static BUILT: Mutex<Option<HashMap<BuildOptions, Images>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = built.get_or_insert_with(HashMap::new);
-    if let Some(images) = cache.get(&key) {
+    if let Some(images) = cache.get(options) {
         return images.clone();
     }
-    let options = BuildOptions {
-        release: false,
-        features: key.clone(),
-    };
-    let images = image_builder::build(&options).unwrap_or_else(|error| panic!("building the image failed: {error}"));
-    cache.insert(key, images.clone());
+    let images = image_builder::build(options).unwrap_or_else(|error| panic!("building the image failed: {error}"));
+    cache.insert(options.clone(), images.clone());
     images
+}
+
+/// A debug build with test-only `features` such as `"init/user-fault-test"`.
+pub fn with_features(features: &[&str]) -> BuildOptions {
+    BuildOptions {
+        features: features.iter().map(|feature| feature.to_string()).collect(),
+        ..BuildOptions::default()
+    }
+}
+
+/// A debug build of the system description `system` (a path from the
+/// workspace root), whose `init` is a test program.
+pub fn with_system(system: &str) -> BuildOptions {
+    BuildOptions {
+        system: Some(system.to_string()),
+        ..BuildOptions::default()
+    }
 }
 
 /// Output collected so far, with a signal for each new chunk.
@@ -65,12 +76,12 @@ pub struct Finished {
 }
 
 impl Machine {
-    /// Starts QEMU on the image for `features` with `firmware`.
+    /// Starts QEMU on the image built with `options`, with `firmware`.
     ///
     /// # Panics
     /// If the image cannot be built or QEMU cannot start.
-    pub fn boot(features: &[&str], firmware: Firmware) -> Self {
-        let images = images(features);
+    pub fn boot(options: &BuildOptions, firmware: Firmware) -> Self {
+        let images = images(options);
         let image = match firmware {
             Firmware::Bios => images.bios,
             Firmware::Uefi => images.uefi,

@@ -2,11 +2,12 @@
 //! init's success.
 
 use abi::debug_exit::Outcome;
+use image_builder::BuildOptions;
 use image_builder::qemu::Firmware;
-use tests::{BOOT_TIMEOUT, Machine, assert_contains};
+use tests::{BOOT_TIMEOUT, Machine, assert_contains, with_features};
 
 fn boots_to_init(firmware: Firmware) {
-    let machine = Machine::boot(&[], firmware);
+    let machine = Machine::boot(&BuildOptions::default(), firmware);
     let finished = machine.wait_exit(BOOT_TIMEOUT);
     assert_contains(
         &finished.output,
@@ -37,7 +38,7 @@ fn uefi_boot_runs_init_in_ring_3() {
 
 #[test]
 fn typed_input_reaches_the_kernel_through_the_io_apic() {
-    let mut machine = Machine::boot(&["kernel/console-input-test"], Firmware::Bios);
+    let mut machine = Machine::boot(&with_features(&["kernel/console-input-test"]), Firmware::Bios);
     machine.wait_for("console: waiting for a line of input", BOOT_TIMEOUT);
     machine.type_text("ping\n");
     let finished = machine.wait_exit(BOOT_TIMEOUT);

@@ -3,11 +3,11 @@
 
 use abi::debug_exit::Outcome;
 use image_builder::qemu::Firmware;
-use tests::{BOOT_TIMEOUT, Machine, assert_contains};
+use tests::{BOOT_TIMEOUT, Machine, assert_contains, with_features};
 
 #[test]
 fn user_fault_is_reported_and_the_kernel_stays_up() {
-    let finished = Machine::boot(&["init/user-fault-test"], Firmware::Bios).wait_exit(BOOT_TIMEOUT);
+    let finished = Machine::boot(&with_features(&["init/user-fault-test"]), Firmware::Bios).wait_exit(BOOT_TIMEOUT);
     assert_contains(
         &finished.output,
         &[
@@ -39,7 +39,7 @@ fn user_fault_is_reported_and_the_kernel_stays_up() {
 
 #[test]
 fn kernel_exception_prints_a_symbolised_backtrace() {
-    let finished = Machine::boot(&["kernel/kernel-fault-test"], Firmware::Bios).wait_exit(BOOT_TIMEOUT);
+    let finished = Machine::boot(&with_features(&["kernel/kernel-fault-test"]), Firmware::Bios).wait_exit(BOOT_TIMEOUT);
     assert_contains(
         &finished.output,
         &[

@@ -15,7 +15,7 @@ const RUNS: usize = 5;
 pub fn run() -> Result<(), String> {
     let images = image_builder::build(&BuildOptions {
         release: true,
-        features: Vec::new(),
+        ..BuildOptions::default()
     })
     .map_err(|error| error.to_string())?;
     println!("boot time under QEMU TCG, release build, {RUNS} runs each (wall clock from QEMU start)");

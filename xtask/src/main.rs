@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let has = |flag: &str| options.iter().any(|option| option == flag);
     let build = BuildOptions {
         release: has("--release"),
-        features: Vec::new(),
+        ..BuildOptions::default()
     };
     let result = match command.as_str() {
         "run" => run(

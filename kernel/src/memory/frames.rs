@@ -9,8 +9,8 @@ use x86_64::structures::paging::{self, PhysFrame, Size4KiB};
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 
-/// The usable RAM regions of the boot memory map (the first few dozen),
-/// so device memory can be told from RAM.
+/// The RAM regions of the boot memory map (the first few dozen), so device
+/// memory can be told from RAM.
 static RAM: Mutex<([core::ops::Range<u64>; 64], usize)> = Mutex::new(([const { 0..0 }; 64], 0));
 
 /// Builds the allocator from the usable regions of the memory map. Its
@@ -25,12 +25,29 @@ pub fn init(regions: &MemoryRegions) {
             .filter(|region| region.kind == MemoryRegionKind::Usable)
             .map(|region| region.start..region.end)
     };
+    // RAM is what is free now and what the loader used (the kernel, its
+    // page tables, the boot archive): a driver may map none of it.
     let mut ram = RAM.lock();
-    for region in usable() {
+    let all_ram = regions
+        .iter()
+        .filter(|region| matches!(region.kind, MemoryRegionKind::Usable | MemoryRegionKind::Bootloader))
+        .map(|region| region.start..region.end);
+    for region in all_ram {
+        // The loader splits RAM into many regions; join touching ones so
+        // the table holds them all.
         let count = ram.1;
-        if let Some(slot) = ram.0.get_mut(count) {
-            *slot = region;
-            ram.1 += 1;
+        if let Some(last) = ram.0[..count].last_mut()
+            && last.end == region.start
+        {
+            last.end = region.end;
+            continue;
+        }
+        match ram.0.get_mut(count) {
+            Some(slot) => {
+                *slot = region;
+                ram.1 += 1;
+            }
+            None => log::warn!("memory: more RAM regions than the kernel tracks; {region:x?} ignored"),
         }
     }
     drop(ram);
@@ -75,7 +92,7 @@ pub fn free(frame: PhysFrame) {
     }
 }
 
-/// Whether `address` is in RAM the boot memory map called usable.
+/// Whether `address` is in RAM (usable, or used by the loader and kernel).
 pub fn is_ram(address: u64) -> bool {
     let ram = RAM.lock();
     ram.0[..ram.1].iter().any(|region| region.contains(&address))

@@ -35,6 +35,8 @@ enum Mapped {
     Owned(PhysFrame),
     /// A frame object, by id.
     Frame(u32),
+    /// Kernel memory lent read-only (the boot archive); never freed.
+    Borrowed,
 }
 
 /// A user address space.
@@ -96,7 +98,7 @@ impl AddressSpace {
     pub fn frame_mappings(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.pages.iter().filter_map(|(&address, mapped)| match mapped {
             Mapped::Frame(frame) => Some((address, *frame)),
-            Mapped::Owned(_) => None,
+            Mapped::Owned(_) | Mapped::Borrowed => None,
         })
     }
 
@@ -160,6 +162,17 @@ impl AddressSpace {
             return Err(error);
         }
         self.pages.insert(page.start_address().as_u64(), Mapped::Owned(frame));
+        Ok(())
+    }
+
+    /// Maps kernel memory that the kernel keeps for good (the boot
+    /// archive) at `page`, read-only.
+    ///
+    /// # Errors
+    /// [`MapError`] says why; nothing is mapped then.
+    pub fn map_borrowed(&mut self, pools: &mut Pools, page: Page, frame: PhysFrame) -> Result<(), MapError> {
+        self.install(pools, page, frame, PageTableFlags::NO_EXECUTE)?;
+        self.pages.insert(page.start_address().as_u64(), Mapped::Borrowed);
         Ok(())
     }
 

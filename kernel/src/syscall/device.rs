@@ -136,14 +136,18 @@ pub fn port_write(objects: &mut Objects, caller: ThreadId, arguments: Arguments)
     Ok(Completion::Done)
 }
 
-/// DeviceFrameCreate: a frame for device registers, never for RAM.
+/// DeviceFrameCreate: a frame for device registers, never for RAM or the
+/// kernel's interrupt controllers.
 pub fn device_frame_create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
     let (control_slot, control) = capability(objects, caller, arguments.get(0), Rights::WRITE, 0)?;
     if control.object != ObjectRef::DeviceMemoryControl {
         return Err(wrong_type(0));
     }
     let address = arguments.get(1);
-    let acceptable = address % 4096 == 0 && address < (1 << 52) && !crate::memory::frames::is_ram(address);
+    let acceptable = address % 4096 == 0
+        && address < (1 << 52)
+        && !crate::memory::frames::is_ram(address)
+        && !apic::is_kernel_device_page(address);
     if !acceptable {
         return Err(Error::in_argument(ErrorKind::InvalidAddress, 1));
     }

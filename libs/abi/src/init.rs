@@ -26,5 +26,8 @@ pub mod slot {
 pub const CSPACE_SLOTS: u64 = 4096;
 /// Where init's IPC buffer is mapped.
 pub const IPC_BUFFER: u64 = 0x0000_7fff_fff0_0000;
+/// Where the boot archive (`boot-archive` format) is mapped read-only in
+/// init; init starts with its address in `rdi` and its length in `rsi`.
+pub const BOOT_ARCHIVE: u64 = 0x0000_7000_0000_0000;
 /// init's scheduling priority: the highest any thread may get from it.
 pub const PRIORITY: u8 = 128;

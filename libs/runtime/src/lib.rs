@@ -1,5 +1,6 @@
 //! The user-space runtime every program links: the entry point, syscall
-//! wrappers, printing, a heap, and a panic handler that reports and exits.
+//! wrappers, typed capability handles, printing, a heap, and a panic
+//! handler that reports and exits.
 //!
 //! A program is `#![no_std]` and `#![no_main]`, and names its main function
 //! with [`entry!`]:
@@ -13,14 +14,28 @@
 //!     0
 //! }
 //! ```
+//!
+//! Kernel objects are reached through typed handles ([`capability`]) whose
+//! methods wrap the syscalls and return `Result<_, abi::Error>`.
 
 #![no_std]
 
 extern crate alloc;
 
+pub mod capability;
 mod heap;
+pub mod ipc;
+mod objects;
 pub mod print;
+pub mod process;
 pub mod syscall;
+pub mod thread;
+
+pub use objects::ThreadRegisters;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+static START_ARGUMENTS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Declares `main` (a `fn() -> u64` returning the exit status) as the
 /// program's entry point.
@@ -28,14 +43,15 @@ pub mod syscall;
 macro_rules! entry {
     ($main:path) => {
         #[unsafe(no_mangle)]
-        extern "C" fn runtime_main() -> ! {
-            $crate::run($main)
+        extern "C" fn runtime_main(argument0: u64, argument1: u64) -> ! {
+            $crate::run($main, [argument0, argument1])
         }
     };
 }
 
 // The kernel starts a thread with a 16-byte aligned stack and no return
-// address; call into Rust so it sees the usual ABI alignment.
+// address, arguments in rdi and rsi; call into Rust so it sees the usual
+// ABI alignment.
 core::arch::global_asm!(
     ".global _start",
     "_start:",
@@ -47,9 +63,36 @@ core::arch::global_asm!(
 
 /// Sets up the heap, runs `main` and exits with its status. Called by the
 /// code [`entry!`] generates.
-pub fn run(main: fn() -> u64) -> ! {
+pub fn run(main: fn() -> u64, arguments: [u64; 2]) -> ! {
+    for (stored, value) in START_ARGUMENTS.iter().zip(arguments) {
+        stored.store(value, Ordering::Relaxed);
+    }
     heap::init();
     syscall::exit(main())
+}
+
+/// The boot archive, which the kernel lends to init (see `abi::init`).
+///
+/// # Safety
+/// Only init may call this, and only if it did not unmap the archive:
+/// other programs' start arguments mean something else.
+pub unsafe fn boot_archive() -> Result<boot_archive::Archive<'static>, boot_archive::ArchiveError> {
+    let [address, length] = start_arguments();
+    if address != abi::init::BOOT_ARCHIVE {
+        return Err(boot_archive::ArchiveError::TooShort);
+    }
+    // SAFETY: the kernel maps `length` bytes of archive read-only at this
+    // address in init and never changes them; the caller is init.
+    let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, length as usize) };
+    boot_archive::Archive::parse(bytes)
+}
+
+/// The two values the program was started with (`rdi` and `rsi`).
+pub fn start_arguments() -> [u64; 2] {
+    [
+        START_ARGUMENTS[0].load(Ordering::Relaxed),
+        START_ARGUMENTS[1].load(Ordering::Relaxed),
+    ]
 }
 
 #[panic_handler]

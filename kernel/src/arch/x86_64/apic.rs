@@ -34,6 +34,8 @@ const LVT_PERIODIC: u32 = 1 << 17;
 static LINE_MODES: spin::Mutex<[u32; 24]> = spin::Mutex::new([0; 24]);
 
 static LAPIC: AtomicU64 = AtomicU64::new(0);
+/// Physical pages of the local and I/O APIC: the kernel's, never a driver's.
+static APIC_PAGES: [AtomicU64; 2] = [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)];
 /// Timer ticks since boot.
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
 static IOAPIC: AtomicU64 = AtomicU64::new(0);
@@ -73,6 +75,13 @@ fn ioapic_read(register: u32) -> u32 {
     }
 }
 
+/// Whether the page at `physical` holds the kernel's interrupt controllers.
+pub fn is_kernel_device_page(physical: u64) -> bool {
+    APIC_PAGES
+        .iter()
+        .any(|page| page.load(Ordering::Relaxed) == physical & !0xfff)
+}
+
 /// Signals end of interrupt to the local APIC.
 pub fn end_of_interrupt() {
     lapic_write(LAPIC_EOI, 0);
@@ -88,6 +97,8 @@ pub fn init(routing: &InterruptRouting) {
         Ordering::Relaxed,
     );
     lapic_write(LAPIC_SPURIOUS, 0x100 | u32::from(SPURIOUS_VECTOR));
+    APIC_PAGES[0].store(base, Ordering::Relaxed);
+    APIC_PAGES[1].store(routing.ioapic_address & !0xfff, Ordering::Relaxed);
 
     let ticks_per_10ms = calibrate_timer();
     lapic_write(LAPIC_TIMER_DIVIDE, 0x3); // divide by 16, as in calibration

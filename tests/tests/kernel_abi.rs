@@ -1,0 +1,32 @@
+//! Boots the kernel-tests program as init: it checks every syscall's
+//! success path and documented errors from ring 3 and prints one line per
+//! check.
+
+use abi::debug_exit::Outcome;
+use image_builder::qemu::Firmware;
+use tests::{BOOT_TIMEOUT, Machine, with_system};
+
+/// The number of checks kernel-tests runs; a run that prints fewer PASS
+/// lines stopped early.
+const CHECKS: usize = 23;
+
+#[test]
+fn every_syscall_behaves_as_documented() {
+    let finished =
+        Machine::boot(&with_system("tests/systems/kernel-tests.toml"), Firmware::Bios).wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    let failures: Vec<&str> = output.lines().filter(|line| line.starts_with("FAIL")).collect();
+    assert!(
+        failures.is_empty(),
+        "failed checks:\n{}\n\noutput:\n{output}",
+        failures.join("\n")
+    );
+    let passed = output.lines().filter(|line| line.starts_with("PASS")).count();
+    assert_eq!(passed, CHECKS, "output:\n{output}");
+    assert!(
+        output.contains(&format!("kernel-tests: {CHECKS} passed, 0 failed")),
+        "output:\n{output}"
+    );
+    assert!(!output.contains("KERNEL"), "kernel trouble:\n{output}");
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+}
