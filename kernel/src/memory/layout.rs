@@ -4,7 +4,7 @@
 //! | start                   | what                                        |
 //! | ----------------------- | ------------------------------------------- |
 //! | `0xffff_8000_0000_0000` | all physical memory, mapped by the loader   |
-//! | `0xffff_a000_0000_0000` | kernel heap                                 |
+//! | `0xffff_a000_0000_0000` | kernel heap (grows on demand, up to 1 GiB)  |
 //! | `0xffff_a800_0000_0000` | kernel stacks, each above an unmapped guard |
 //! | `0xffff_b000_0000_0000` | device registers (LAPIC, IOAPIC), uncached  |
 //! | `0xffff_c000_0000_0000` | the loader's choice: kernel image, boot info, ramdisk |
@@ -13,8 +13,10 @@
 pub const PHYSICAL_MAP: u64 = 0xffff_8000_0000_0000;
 /// Start of the kernel heap.
 pub const HEAP_START: u64 = 0xffff_a000_0000_0000;
-/// Size of the kernel heap.
-pub const HEAP_SIZE: u64 = 4 << 20;
+/// Size of the kernel heap at boot.
+pub const HEAP_INITIAL_SIZE: u64 = 4 << 20;
+/// The most the kernel heap may grow to.
+pub const HEAP_MAX_SIZE: u64 = 1 << 30;
 /// Start of the kernel stack region.
 pub const STACKS_START: u64 = 0xffff_a800_0000_0000;
 /// Address space per kernel stack: the stack plus its guard page(s).

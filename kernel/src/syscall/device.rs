@@ -116,7 +116,8 @@ fn checked_port(objects: &Objects, caller: ThreadId, arguments: Arguments, right
         .filter(|width| matches!(width, 1 | 2 | 4))
         .ok_or(Error::in_argument(ErrorKind::InvalidArgument, 2))?;
     let port = arguments.get(1);
-    let inside = port >= u64::from(first) && port + u64::from(width) <= u64::from(first) + u64::from(count);
+    let end = u64::from(first) + u64::from(count);
+    let inside = port >= u64::from(first) && port.checked_add(u64::from(width)).is_some_and(|last| last <= end);
     if !inside {
         return Err(Error::in_argument(ErrorKind::InvalidArgument, 1));
     }
