@@ -8,7 +8,7 @@ use tests::{Machine, with_system};
 
 #[test]
 fn random_syscalls_never_break_the_kernel() {
-    let machine = Machine::boot(&with_system("tests/systems/syscall-fuzzer.toml"), Firmware::Bios);
+    let machine = Machine::boot(&with_system("systems/syscall-fuzzer.toml"), Firmware::Bios);
     let finished = machine.wait_exit(Duration::from_secs(600));
     let output = &finished.output;
     let summary = output

@@ -182,7 +182,12 @@ fn main() -> u64 {
             }
         } else {
             let number = CHOICES[random.below(CHOICES.len() as u64) as usize];
-            let arguments = [0; 6].map(|_: u64| argument(&mut random));
+            // The first argument is nearly always a slot: most calls then get
+            // past the capability lookup and into the deeper checks.
+            let mut arguments = [0; 6].map(|_: u64| argument(&mut random));
+            if random.below(8) != 0 {
+                arguments[0] = random.below(PLAYGROUND);
+            }
             raw_call(
                 number,
                 arguments,
