@@ -12,8 +12,7 @@ const CHECKS: usize = 23;
 
 #[test]
 fn every_syscall_behaves_as_documented() {
-    let finished =
-        Machine::boot(&with_system("systems/kernel-tests.toml"), Firmware::Bios).wait_exit(BOOT_TIMEOUT);
+    let finished = Machine::boot(&with_system("systems/kernel-tests.toml"), Firmware::Bios).wait_exit(BOOT_TIMEOUT);
     let output = &finished.output;
     let failures: Vec<&str> = output.lines().filter(|line| line.starts_with("FAIL")).collect();
     assert!(

@@ -11,8 +11,9 @@ use std::time::Instant;
 const FIRST_USER_LINE: &str = "init: running in ring 3";
 const RUNS: usize = 5;
 
-/// Times boots on both firmwares and prints the table.
+/// Prints the IPC table, then times boots on both firmwares.
 pub fn run() -> Result<(), String> {
+    ipc()?;
     let images = image_builder::build(&BuildOptions {
         release: true,
         ..BuildOptions::default()
@@ -43,6 +44,35 @@ pub fn run() -> Result<(), String> {
             total_median
         );
     }
+    Ok(())
+}
+
+/// Boots the ipcbench image (release) and prints its table.
+fn ipc() -> Result<(), String> {
+    let options = BuildOptions {
+        release: true,
+        system: Some(String::from("systems/ipcbench.toml")),
+        ..BuildOptions::default()
+    };
+    let images = image_builder::build(&options).map_err(|error| error.to_string())?;
+    let mut command = qemu::command(&images.bios, Firmware::Bios, false).map_err(|error| error.to_string())?;
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| format!("cannot start QEMU: {error}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let table: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("ipcbench: "))
+        .collect();
+    if table.is_empty() || qemu::outcome(output.status) != Some(abi::debug_exit::Outcome::Success) {
+        return Err(format!("ipcbench did not finish cleanly ({}):\n{text}", output.status));
+    }
+    println!("IPC under QEMU TCG, release build");
+    for line in table {
+        println!("  {line}");
+    }
+    println!();
     Ok(())
 }
 
