@@ -247,6 +247,9 @@ fn read_message(objects: &Objects, thread: ThreadId, kind: TransferKind) -> Opti
 
 /// Carries out a transfer the state machine decided on.
 pub fn deliver(objects: &mut Objects, transfer: Transfer) {
+    if deliver_in_registers(objects, &transfer) {
+        return;
+    }
     let Some(mut message) = read_message(objects, transfer.from, transfer.kind) else {
         return;
     };
@@ -260,16 +263,63 @@ pub fn deliver(objects: &mut Objects, transfer: Transfer) {
     let delivered_words = write_long_words(objects, transfer.to, &mut message);
     message.tag.words = delivered_words;
     message.tag.capabilities = move_capabilities(objects, &transfer, &message);
-    let Some(receiver) = objects.threads.get_mut(transfer.to.0) else {
-        return;
+    set_received(objects, &transfer, message.tag, &message.words[..REGISTER_WORDS]);
+}
+
+/// The fast path: a message that fits in registers (no buffer words, no
+/// capabilities, not a fault) goes straight from the sender's saved
+/// registers to the receiver's. Returns false when the message needs the
+/// general path.
+fn deliver_in_registers(objects: &mut Objects, transfer: &Transfer) -> bool {
+    if matches!(transfer.kind, TransferKind::Fault | TransferKind::FaultReply) {
+        return false;
+    }
+    let Some(sender) = objects.threads.get(transfer.from.0) else {
+        return false;
     };
-    let context = &mut receiver.context;
-    context.rax = 0;
-    context.rdi = transfer.badge;
-    context.rsi = message.tag.to_raw();
-    let words = &message.words;
-    (context.rdx, context.r10, context.r8, context.r9) = (words[0], words[1], words[2], words[3]);
-    (context.r12, context.r13, context.r14, context.r15) = (words[4], words[5], words[6], words[7]);
+    let context = &sender.context;
+    let Some(tag) = MessageTag::from_raw(context.rsi) else {
+        return false;
+    };
+    if usize::from(tag.words) > REGISTER_WORDS || tag.capabilities > 0 {
+        return false;
+    }
+    let words = [
+        context.rdx,
+        context.r10,
+        context.r8,
+        context.r9,
+        context.r12,
+        context.r13,
+        context.r14,
+        context.r15,
+    ];
+    set_received(objects, transfer, tag, &words);
+    true
+}
+
+/// Puts a delivered message in the receiver's registers (success, badge,
+/// tag, the register words); a one-way sender's send succeeded.
+fn set_received(objects: &mut Objects, transfer: &Transfer, tag: MessageTag, words: &[u64]) {
+    if let Some(receiver) = objects.threads.get_mut(transfer.to.0) {
+        let context = &mut receiver.context;
+        context.rax = 0;
+        context.rdi = transfer.badge;
+        context.rsi = tag.to_raw();
+        let registers = [
+            &mut context.rdx,
+            &mut context.r10,
+            &mut context.r8,
+            &mut context.r9,
+            &mut context.r12,
+            &mut context.r13,
+            &mut context.r14,
+            &mut context.r15,
+        ];
+        for (register, word) in registers.into_iter().zip(words) {
+            *register = *word;
+        }
+    }
     if transfer.kind == TransferKind::Send
         && let Some(sender) = objects.threads.get_mut(transfer.from.0)
     {
