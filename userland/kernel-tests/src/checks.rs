@@ -93,6 +93,7 @@ pub fn run_all() -> u32 {
     tally.check("thread registers, priority and state checks", thread_control);
     tally.check("IPC between threads: call, reply, badges", ipc_same_address_space);
     tally.check("non-blocking IPC and reply without a call", ipc_non_blocking);
+    tally.check("a blocking send waits for its receiver", ipc_blocking_send);
     tally.check(
         "IPC across address spaces: words, long messages, capabilities",
         ipc_across_address_spaces,
@@ -688,6 +689,35 @@ fn ipc_non_blocking() -> Check {
         "non-blocking send delivered: {sent}; receiver got {}",
         GOT.load(Ordering::SeqCst)
     ))
+}
+
+fn ipc_blocking_send() -> Check {
+    let endpoint = ok(MEMORY.create_endpoint(fresh()), "endpoint")?;
+    static GOT: AtomicU64 = AtomicU64::new(0);
+    ok(
+        thread_spawner(abi::init::PRIORITY).spawn(move |_| {
+            // Arrive late: the sender is blocked by then.
+            for _ in 0..10 {
+                runtime::syscall::yield_now();
+            }
+            match endpoint.receive() {
+                Ok(received) => {
+                    GOT.store(received.message.words[1], Ordering::SeqCst);
+                    0
+                }
+                Err(_) => 1,
+            }
+        }),
+        "spawn late receiver",
+    )?;
+    ok(endpoint.send(&Message::new(4, &[0, 0xabc])), "blocking send")?;
+    for _ in 0..100 {
+        if GOT.load(Ordering::SeqCst) == 0xabc {
+            return Ok(());
+        }
+        runtime::syscall::yield_now();
+    }
+    Err(format!("the receiver got {:#x}", GOT.load(Ordering::SeqCst)))
 }
 
 fn spawner() -> Spawn<'static> {
