@@ -62,7 +62,7 @@ pub fn ready_to_stop() -> bool {
             log::info!("console: waiting for a line of input");
         }
         let input = INPUT.lock();
-        return input.bytes[..input.len].contains(&b'\n');
+        return input.bytes.iter().take(input.len).any(|&byte| byte == b'\n');
     }
     true
 }
@@ -72,7 +72,8 @@ pub fn report() {
     drain();
     let input = INPUT.lock();
     if input.len > 0 {
-        let text = core::str::from_utf8(&input.bytes[..input.len]).unwrap_or("<not UTF-8>");
+        let received = input.bytes.get(..input.len).unwrap_or_default();
+        let text = core::str::from_utf8(received).unwrap_or("<not UTF-8>");
         log::info!(
             "console: received {} bytes of input: {:?}",
             input.len + input.dropped,

@@ -12,6 +12,8 @@
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
+// No panics on paths a user can reach: every exception carries its reason.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 extern crate alloc;
 

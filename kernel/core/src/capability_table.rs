@@ -420,6 +420,10 @@ impl<O: Clone + Ord> CapabilityTable<O> {
     }
 
     /// Puts a capability in a checked empty slot, under `parent` if any.
+    #[expect(
+        clippy::expect_used,
+        reason = "the free list and the slots name only live nodes; a miss is a bug in this module"
+    )]
     fn place(&mut self, slot: SlotRef, capability: Capability<O>, parent: Option<NodeIndex>) {
         match self.reference_counts.get_mut(&capability.object) {
             Some(count) => *count += 1,
@@ -457,6 +461,10 @@ impl<O: Clone + Ord> CapabilityTable<O> {
     /// Takes a node out of the tree and the arena; its children move up to
     /// its parent. Its slot must already be cleared. Returns its object if
     /// that was the last reference.
+    #[expect(
+        clippy::expect_used,
+        reason = "the free list and the slots name only live nodes; a miss is a bug in this module"
+    )]
     fn destroy_node(&mut self, index: NodeIndex) -> Option<O> {
         let parent = self.node(index).parent;
         while let Some(child) = self.node(index).first_child {
@@ -528,6 +536,10 @@ impl<O: Clone + Ord> CapabilityTable<O> {
     }
 
     /// A slot the caller has checked, or that a live node sits in.
+    #[expect(
+        clippy::expect_used,
+        reason = "callers pass only slots they have just validated; a miss is a bug in this module"
+    )]
     fn slot_mut(&mut self, slot: SlotRef) -> &mut Option<NodeIndex> {
         self.cspaces
             .get_mut(&slot.cspace)

@@ -187,7 +187,9 @@ impl<T> Table<T> {
         if self.0.len() <= index {
             self.0.resize_with(index + 1, || None);
         }
-        self.0[index] = Some(value);
+        if let Some(entry) = self.0.get_mut(index) {
+            *entry = Some(value);
+        }
     }
 
     fn remove(&mut self, index: u32) -> Option<T> {

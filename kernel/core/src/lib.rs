@@ -5,6 +5,8 @@
 //! from `arch` code.
 
 #![no_std]
+// No panics on paths a user can reach: every exception carries its reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 extern crate alloc;
 

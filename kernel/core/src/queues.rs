@@ -28,6 +28,10 @@ pub struct RunQueue<T> {
     len: usize,
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "levels has 256 entries and the bitmap 4 words: a u8 priority, or one shifted right by 6, always indexes inside"
+)]
 impl<T: Copy + Eq> RunQueue<T> {
     /// An empty run queue. `const` so the kernel can keep one in a `static`;
     /// it allocates nothing until the first push.

@@ -18,6 +18,10 @@ static RAM: Mutex<([core::ops::Range<u64>; 64], usize)> = Mutex::new(([const { 0
 ///
 /// # Panics
 /// If no usable region can hold the bitmap: the machine is unusable.
+#[expect(
+    clippy::expect_used,
+    reason = "a machine without memory for the bitmap cannot run the kernel"
+)]
 pub fn init(regions: &MemoryRegions) {
     let usable = || {
         regions
@@ -36,7 +40,7 @@ pub fn init(regions: &MemoryRegions) {
         // The loader splits RAM into many regions; join touching ones so
         // the table holds them all.
         let count = ram.1;
-        if let Some(last) = ram.0[..count].last_mut()
+        if let Some(last) = count.checked_sub(1).and_then(|last| ram.0.get_mut(last))
             && last.end == region.start
         {
             last.end = region.end;
@@ -95,7 +99,7 @@ pub fn free(frame: PhysFrame) {
 /// Whether `address` is in RAM (usable, or used by the loader and kernel).
 pub fn is_ram(address: u64) -> bool {
     let ram = RAM.lock();
-    ram.0[..ram.1].iter().any(|region| region.contains(&address))
+    ram.0.iter().take(ram.1).any(|region| region.contains(&address))
 }
 
 /// Frames free now.

@@ -31,6 +31,10 @@ fn heap_flags() -> PageTableFlags {
 ///
 /// # Panics
 /// If memory runs out this early.
+#[expect(
+    clippy::expect_used,
+    reason = "a machine without memory for the first heap cannot run the kernel"
+)]
 pub fn init() {
     paging::map_kernel_region(VirtAddr::new(HEAP_START), HEAP_INITIAL_SIZE, heap_flags())
         .expect("no memory for the kernel heap");

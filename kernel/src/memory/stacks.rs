@@ -17,13 +17,20 @@ static STACKS: spin::Mutex<[Range<u64>; MAX_STACKS]> = spin::Mutex::new([const {
 /// # Panics
 /// If memory runs out or more than a handful of stacks are asked for: both
 /// happen only at boot.
+#[expect(
+    clippy::expect_used,
+    reason = "kernel stacks are made only at boot, where running out of memory is fatal anyway"
+)]
 pub fn allocate() -> VirtAddr {
     let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
     let top = STACKS_START + (slot + 1) * STACK_SLOT_SIZE;
     let bottom = top - STACK_SIZE;
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     paging::map_kernel_region(VirtAddr::new(bottom), STACK_SIZE, flags).expect("no memory for a kernel stack");
-    STACKS.lock()[slot as usize] = bottom..top;
+    match STACKS.lock().get_mut(slot as usize) {
+        Some(entry) => *entry = bottom..top,
+        None => panic!("more than {MAX_STACKS} kernel stacks"),
+    }
     VirtAddr::new(top)
 }
 

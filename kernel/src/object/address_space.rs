@@ -253,8 +253,9 @@ impl AddressSpace {
     pub fn read_user(&self, address: VirtAddr, out: &mut [u8]) -> Result<(), MapError> {
         self.check_user(address, out.len(), false)?;
         self.for_each_chunk(address, out.len(), |page, done| {
-            let len = page.len();
-            out[done..done + len].copy_from_slice(page);
+            if let Some(target) = out.get_mut(done..done + page.len()) {
+                target.copy_from_slice(page);
+            }
         })
     }
 
@@ -268,8 +269,9 @@ impl AddressSpace {
     pub fn write_user(&mut self, address: VirtAddr, bytes: &[u8], need_write: bool) -> Result<(), MapError> {
         self.check_user(address, bytes.len(), need_write)?;
         self.for_each_chunk(address, bytes.len(), |page, done| {
-            let len = page.len();
-            page.copy_from_slice(&bytes[done..done + len]);
+            if let Some(source) = bytes.get(done..done + page.len()) {
+                page.copy_from_slice(source);
+            }
         })
     }
 
@@ -309,7 +311,9 @@ impl AddressSpace {
             // runs with interrupts off on one CPU, so no user thread touches
             // it now.
             let page = unsafe { frame_bytes(PhysFrame::containing_address(physical)) };
-            visit(&mut page[offset..offset + chunk], done);
+            if let Some(piece) = page.get_mut(offset..offset + chunk) {
+                visit(piece, done);
+            }
             done += chunk;
         }
         Ok(())

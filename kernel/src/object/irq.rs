@@ -51,7 +51,9 @@ impl IrqTable {
         let released = self.release(capabilities, line);
         let slot = self.slot(capabilities, line);
         if capabilities.copy(source, slot).is_ok() {
-            self.bound[usize::from(line)] = Some((notification, badge));
+            if let Some(entry) = self.bound.get_mut(usize::from(line)) {
+                *entry = Some((notification, badge));
+            }
             apic::set_line_masked(line, false);
         }
         released

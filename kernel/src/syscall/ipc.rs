@@ -226,7 +226,7 @@ fn read_message(objects: &Objects, thread: ThreadId, kind: TransferKind) -> Opti
         let buffer = record.ipc_buffer?;
         let space = objects.address_spaces.get(record.address_space?)?;
         let mut bytes = [0u8; (MAX_WORDS - REGISTER_WORDS) * 8];
-        let long = &mut bytes[..count.saturating_sub(REGISTER_WORDS) * 8];
+        let long = bytes.get_mut(..count.saturating_sub(REGISTER_WORDS) * 8)?;
         if space.read_user(buffer + (REGISTER_WORDS * 8) as u64, long).is_err() {
             message.tag.words = REGISTER_WORDS.min(count) as u8;
         }
@@ -345,11 +345,13 @@ fn write_long_words(objects: &mut Objects, receiver: ThreadId, message: &mut Mes
         .as_chunks_mut::<8>()
         .0
         .iter_mut()
-        .zip(&message.words[REGISTER_WORDS..count])
+        .zip(message.words.iter().take(count).skip(REGISTER_WORDS))
     {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
-    let long = &bytes[..(count - REGISTER_WORDS) * 8];
+    let Some(long) = bytes.get(..(count - REGISTER_WORDS) * 8) else {
+        return REGISTER_WORDS as u8;
+    };
     let written = objects.address_spaces.get_mut(space).is_some_and(|space| {
         space
             .write_user(buffer + (REGISTER_WORDS * 8) as u64, long, true)
@@ -385,9 +387,9 @@ fn move_capabilities(objects: &mut Objects, transfer: &Transfer, message: &Messa
         return 0;
     }
     let mut moved = 0;
-    for (index, chunk) in bytes.as_chunks::<8>().0.iter().take(count).enumerate() {
-        let destination = u64::from_le_bytes(*chunk);
-        let source = slot(objects, transfer.from, message.capabilities[index], 0);
+    let receive_slots = bytes.as_chunks::<8>().0.iter().map(|chunk| u64::from_le_bytes(*chunk));
+    for (destination, &sent) in receive_slots.zip(&message.capabilities).take(count) {
+        let source = slot(objects, transfer.from, sent, 0);
         let target = super::empty_slot(objects, transfer.to, destination, 0);
         match (source, target) {
             (Ok(source), Ok(target)) if objects.capabilities.copy(source, target).is_ok() => moved += 1,

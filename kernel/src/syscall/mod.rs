@@ -119,7 +119,9 @@ fn debug_write(objects: &mut Objects, caller: ThreadId, arguments: Arguments) ->
         .ok_or(Error::in_argument(ErrorKind::InvalidLength, 1))?;
     let address = VirtAddr::try_new(arguments.get(0)).map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 0))?;
     let mut buffer = [0u8; DEBUG_WRITE_MAX];
-    let bytes = &mut buffer[..length];
+    let bytes = buffer
+        .get_mut(..length)
+        .ok_or(Error::in_argument(ErrorKind::InvalidLength, 1))?;
     let space = address_space_of(objects, caller).ok_or(Error::new(ErrorKind::InvalidState))?;
     space
         .read_user(address, bytes)

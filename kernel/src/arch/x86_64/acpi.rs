@@ -37,8 +37,10 @@ impl InterruptRouting {
 
     /// The GSI an ISA IRQ arrives on, with its polarity and trigger mode.
     pub fn isa_irq(&self, irq: u8) -> Gsi {
-        let found = self.overrides[..self.override_count]
+        let found = self
+            .overrides
             .iter()
+            .take(self.override_count)
             .find(|(source, _, _)| *source == irq);
         match found {
             // MPS INTI flags: polarity bits 0-1 (3 = active low), trigger
@@ -119,7 +121,9 @@ pub fn interrupt_routing(rsdp: u64) -> Option<InterruptRouting> {
             2 if routing.override_count < routing.overrides.len() => {
                 let [_, _, _bus, source] = read::<4>(entry);
                 let flags = u16::from_le_bytes(read(entry + 8));
-                routing.overrides[routing.override_count] = (source, read_u32(entry + 4), flags);
+                if let Some(slot) = routing.overrides.get_mut(routing.override_count) {
+                    *slot = (source, read_u32(entry + 4), flags);
+                }
                 routing.override_count += 1;
             }
             _ => {}

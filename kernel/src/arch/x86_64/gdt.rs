@@ -34,6 +34,10 @@ static GDT: Once<GlobalDescriptorTable> = Once::new();
 
 /// Loads the GDT and TSS. `ist_tops` are the tops of the double-fault, NMI
 /// and machine-check stacks, each with a guard page below it.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "three IST stacks fill slots 0..3 of the TSS's seven"
+)]
 pub fn init(ist_tops: [VirtAddr; 3]) {
     let tss = addr_of_mut!(TSS);
     // SAFETY: runs once at boot on the one CPU before the TSS is loaded, so

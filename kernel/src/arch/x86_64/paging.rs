@@ -27,6 +27,10 @@ pub fn init() {
 }
 
 /// The kernel's own root table frame.
+#[expect(
+    clippy::expect_used,
+    reason = "the root is recorded by paging::init before any caller runs"
+)]
 pub fn kernel_root() -> PhysFrame {
     *KERNEL_ROOT.get().expect("paging::init runs first")
 }
@@ -65,6 +69,10 @@ pub fn map_kernel_region(start: VirtAddr, size: u64, flags: PageTableFlags) -> R
 ///
 /// # Panics
 /// If memory for page tables runs out at boot.
+#[expect(
+    clippy::expect_used,
+    reason = "device registers are mapped only at boot, where running out of memory is fatal anyway"
+)]
 pub fn map_device(physical: PhysAddr, size: u64) -> VirtAddr {
     let offset = physical.as_u64() % 4096;
     let pages = (offset + size).div_ceil(4096);

@@ -9,6 +9,10 @@ use x86_64::registers::rflags::RFlags;
 use x86_64::structures::gdt::SegmentSelector;
 
 /// Enables SYSCALL (and no-execute pages) and points it at the entry stub.
+#[expect(
+    clippy::expect_used,
+    reason = "the GDT layout is fixed at compile time; a mismatch is a kernel bug found at the first boot"
+)]
 pub fn init() {
     // SAFETY: SCE enables the instruction this kernel handles; NXE makes the
     // NO_EXECUTE page bit meaningful, which the kernel's tables rely on.
