@@ -95,8 +95,13 @@ fn output_directory(options: &BuildOptions) -> PathBuf {
 pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     let root = workspace_root();
     let description_path = root.join(options.system.as_deref().unwrap_or("system.toml"));
-    let description = system::SystemDescription::load(&description_path)?;
-    let binaries = compile(options, &description)?;
+    let description = system::load(&description_path)?;
+    let programs = system::programs(&description);
+    // Unknown programs are reported before anything is built.
+    system::check(&description_path, &description, |program| {
+        system::program_exists(&root, program).then_some(0)
+    })?;
+    let binaries = compile(options, &programs)?;
     let output = output_directory(options);
     std::fs::create_dir_all(&output).map_err(|error| Error::Io(output.clone(), error))?;
     let kernel = output.join("kernel");
@@ -105,13 +110,33 @@ pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     // emulation every megabyte the BIOS reads costs about a second.
     let loaded_kernel = output.join("kernel.stripped");
     strip_debug_info(&kernel, &loaded_kernel)?;
-    let mut programs = Vec::new();
-    for program in &description.programs {
-        let stripped = output.join(format!("{}.stripped", program.name));
-        strip_debug_info(&binaries.join(program.package()), &stripped)?;
-        programs.push((program.name.clone(), stripped));
+    let mut stripped_programs = Vec::new();
+    for program in &programs {
+        let stripped = output.join(format!("{program}.stripped"));
+        strip_debug_info(&binaries.join(program), &stripped)?;
+        // The kernel starts the archive entry called "init".
+        let name = if *program == description.init {
+            String::from("init")
+        } else {
+            program.clone()
+        };
+        stripped_programs.push((name, program.clone(), stripped));
     }
-    let archive = pack::pack(&kernel, &programs, &description_path)?;
+    let sizes: Vec<(String, u64)> = stripped_programs
+        .iter()
+        .map(|(_, program, path)| Ok((program.clone(), pack::loaded_size(path)?)))
+        .collect::<Result<_, Error>>()?;
+    system::check(&description_path, &description, |program| {
+        sizes.iter().find(|(name, _)| name == program).map(|(_, size)| *size)
+    })?;
+    let packed_description = description
+        .to_bytes()
+        .map_err(|error| Error::Invalid(format!("{}: cannot pack: {error}", description_path.display())))?;
+    let entries: Vec<(String, std::path::PathBuf)> = stripped_programs
+        .into_iter()
+        .map(|(name, _, path)| (name, path))
+        .collect();
+    let archive = pack::pack(&kernel, &entries, &packed_description)?;
     let ramdisk = output.join("boot-archive");
     std::fs::write(&ramdisk, archive).map_err(|error| Error::Io(ramdisk.clone(), error))?;
     let images = Images {
@@ -153,7 +178,7 @@ fn strip_debug_info(input: &Path, output: &Path) -> Result<(), Error> {
 /// Runs cargo for the bare-metal target and returns the directory holding
 /// the binaries. A target directory of its own keeps this nested cargo from
 /// waiting on the one that runs the tests.
-fn compile(options: &BuildOptions, description: &system::SystemDescription) -> Result<PathBuf, Error> {
+fn compile(options: &BuildOptions, programs: &[String]) -> Result<PathBuf, Error> {
     let root = workspace_root();
     let target_directory = root.join("target").join("system");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
@@ -161,8 +186,8 @@ fn compile(options: &BuildOptions, description: &system::SystemDescription) -> R
     command
         .current_dir(&root)
         .args(["build", "--target", "x86_64-unknown-none", "--package", "kernel"]);
-    for program in &description.programs {
-        command.args(["--package", program.package()]);
+    for program in programs {
+        command.args(["--package", program]);
     }
     if options.release {
         command.arg("--release");

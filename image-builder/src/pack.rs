@@ -8,8 +8,8 @@ use boot_archive::{ArchiveBuilder, EntryKind};
 use object::{Object, ObjectSymbol, SymbolKind};
 use std::path::{Path, PathBuf};
 
-/// Name of the system description in the archive.
-pub const SYSTEM_DESCRIPTION: &str = "system.toml";
+/// Name of the system description (postcard) in the archive.
+pub const SYSTEM_DESCRIPTION: &str = "system";
 /// Name of the kernel symbol table in the archive.
 pub const KERNEL_SYMBOLS: &str = "kernel.symbols";
 
@@ -49,12 +49,24 @@ pub fn kernel_symbols(path: &Path, bytes: &[u8]) -> Result<SymbolTable, Error> {
     Ok(SymbolTable::new(symbols))
 }
 
+/// How many bytes of memory the program at `path` occupies once loaded.
+///
+/// # Errors
+/// [`Error::Invalid`] if it is not a program the kernel can load.
+pub fn loaded_size(path: &Path) -> Result<u64, Error> {
+    let bytes = read(path)?;
+    let elf =
+        elf::Elf::parse(&bytes).map_err(|reason| Error::Invalid(format!("{}: refused: {reason}", path.display())))?;
+    let (low, high) = elf.address_range();
+    Ok(high - low)
+}
+
 /// Builds the archive from the kernel, the `(name, path)` programs and the
-/// system description.
+/// packed system description.
 ///
 /// # Errors
 /// [`Error`] naming the first file that is missing or refused.
-pub fn pack(kernel: &Path, programs: &[(String, PathBuf)], description: &Path) -> Result<Vec<u8>, Error> {
+pub fn pack(kernel: &Path, programs: &[(String, PathBuf)], description: &[u8]) -> Result<Vec<u8>, Error> {
     let mut archive = ArchiveBuilder::new();
     let invalid = |error: boot_archive::ArchiveError| Error::Invalid(error.to_string());
     for (name, path) in programs {
@@ -63,7 +75,7 @@ pub fn pack(kernel: &Path, programs: &[(String, PathBuf)], description: &Path) -
         archive.add(name, EntryKind::Program, bytes).map_err(invalid)?;
     }
     archive
-        .add(SYSTEM_DESCRIPTION, EntryKind::SystemDescription, read(description)?)
+        .add(SYSTEM_DESCRIPTION, EntryKind::SystemDescription, description.to_vec())
         .map_err(invalid)?;
     let symbols = kernel_symbols(kernel, &read(kernel)?)?;
     archive
@@ -93,9 +105,8 @@ mod tests {
 
     #[test]
     fn refuses_a_missing_program_naming_it() {
-        let description = scratch("missing.toml", b"");
         let missing = PathBuf::from("/nonexistent/shell");
-        let message = refusal(pack(&missing, &[("shell".into(), missing.clone())], &description));
+        let message = refusal(pack(&missing, &[("shell".into(), missing.clone())], b""));
         assert!(message.contains("/nonexistent/shell"), "{message}");
     }
 
@@ -105,7 +116,7 @@ mod tests {
             "notes.txt",
             b"just some text, long enough to hold an ELF header if it were one.....",
         );
-        let message = refusal(pack(&path, &[("notes".into(), path.clone())], &path));
+        let message = refusal(pack(&path, &[("notes".into(), path.clone())], b""));
         assert!(
             message.contains("notes.txt") && message.contains("not an ELF file"),
             "{message}"
@@ -125,7 +136,7 @@ mod tests {
         header[52..54].copy_from_slice(&64u16.to_le_bytes());
         header[54..56].copy_from_slice(&56u16.to_le_bytes());
         let path = scratch("arm-program", &header);
-        let message = refusal(pack(&path, &[("arm".into(), path.clone())], &path));
+        let message = refusal(pack(&path, &[("arm".into(), path.clone())], b""));
         assert!(
             message.contains("arm-program") && message.contains("architecture"),
             "{message}"

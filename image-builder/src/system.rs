@@ -1,64 +1,56 @@
-//! The system description, `system.toml`: which programs the image carries.
+//! Reading the system description (`system.toml`, or one under `systems/`)
+//! and checking it against the programs that exist and their sizes.
 
 use crate::Error;
-use serde::Deserialize;
 use std::path::Path;
+pub use system_description::SystemDescription;
 
-/// The parsed description.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SystemDescription {
-    /// Programs to build and pack; `init` must be among them.
-    #[serde(rename = "program")]
-    pub programs: Vec<Program>,
+/// Reads the description at `path`.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the file and the TOML problem.
+pub fn load(path: &Path) -> Result<SystemDescription, Error> {
+    let text = std::fs::read_to_string(path).map_err(|error| Error::Io(path.to_path_buf(), error))?;
+    toml::from_str(&text).map_err(|error| Error::Invalid(format!("{}: {error}", path.display())))
 }
 
-/// One program.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Program {
-    /// Its name in the archive (the kernel starts the one called `init`).
-    pub name: String,
-    /// The crate that builds it, if not the one called `name`.
-    package: Option<String>,
-}
-
-impl Program {
-    /// The crate that builds it.
-    pub fn package(&self) -> &str {
-        self.package.as_deref().unwrap_or(&self.name)
-    }
-}
-
-impl SystemDescription {
-    /// Reads and checks the description at `path`.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming the file and what is wrong with it.
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|error| Error::Io(path.to_path_buf(), error))?;
-        Self::parse(&text).map_err(|reason| Error::Invalid(format!("{}: {reason}", path.display())))
-    }
-
-    /// Parses and checks description text.
-    ///
-    /// # Errors
-    /// A message saying what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let description: Self = toml::from_str(text).map_err(|error| error.to_string())?;
-        if !description.programs.iter().any(|program| program.name == "init") {
-            return Err(String::from("no program named 'init': the kernel has nothing to start"));
+/// The programs a description needs built: init's, then each process's,
+/// each once.
+pub fn programs(description: &SystemDescription) -> Vec<String> {
+    let mut programs = vec![description.init.clone()];
+    for process in &description.processes {
+        if !programs.contains(&process.program) {
+            programs.push(process.program.clone());
         }
-        for (index, program) in description.programs.iter().enumerate() {
-            if description.programs[..index]
-                .iter()
-                .any(|other| other.name == program.name)
-            {
-                return Err(format!("program '{}' is listed twice", program.name));
-            }
-        }
-        Ok(description)
     }
+    programs
+}
+
+/// Whether a program crate of this name exists in the workspace.
+pub fn program_exists(root: &Path, program: &str) -> bool {
+    ["servers", "userland"]
+        .iter()
+        .any(|folder| root.join(folder).join(program).join("Cargo.toml").is_file())
+}
+
+/// Checks `description`, with `program_size` giving each built program's
+/// loaded size.
+///
+/// # Errors
+/// [`Error::Invalid`] listing every problem, each with its process and field.
+pub fn check(
+    path: &Path,
+    description: &SystemDescription,
+    program_size: impl Fn(&str) -> Option<u64>,
+) -> Result<(), Error> {
+    description.check(program_size).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|problem| format!("  {problem}")).collect();
+        Error::Invalid(format!(
+            "{}: the system description is wrong:\n{}",
+            path.display(),
+            list.join("\n")
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -66,28 +58,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_the_workspace_description() {
-        SystemDescription::load(&crate::workspace_root().join("system.toml")).unwrap();
+    fn every_description_in_the_tree_parses_and_names_existing_programs() {
+        let root = crate::workspace_root();
+        let mut files = vec![root.join("system.toml")];
+        for entry in std::fs::read_dir(root.join("systems")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        for file in files {
+            let description = load(&file).unwrap();
+            for program in programs(&description) {
+                assert!(
+                    program_exists(&root, &program),
+                    "{}: no program '{program}'",
+                    file.display()
+                );
+            }
+        }
     }
 
     #[test]
-    fn refuses_a_description_without_init() {
-        let error = SystemDescription::parse("[[program]]\nname = \"shell\"\n").unwrap_err();
-        assert!(error.contains("no program named 'init'"), "{error}");
-    }
-
-    #[test]
-    fn a_program_may_come_from_another_package() {
-        let description =
-            SystemDescription::parse("[[program]]\nname = \"init\"\npackage = \"kernel-tests\"\n").unwrap();
-        assert_eq!(description.programs[0].package(), "kernel-tests");
-    }
-
-    #[test]
-    fn refuses_duplicates_and_unknown_fields() {
-        let error =
-            SystemDescription::parse("[[program]]\nname = \"init\"\n[[program]]\nname = \"init\"\n").unwrap_err();
-        assert!(error.contains("listed twice"), "{error}");
-        assert!(SystemDescription::parse("[[program]]\nname = \"init\"\ncolour = 1\n").is_err());
+    fn toml_mistakes_are_refused_with_the_file_name() {
+        let directory = std::env::temp_dir().join(format!("system-test-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("bad.toml");
+        std::fs::write(&path, "init = \"init\"\n[[process]]\nname = \"x\"\ncolour = 1\n").unwrap();
+        let message = load(&path).unwrap_err().to_string();
+        assert!(message.contains("bad.toml") && message.contains("colour"), "{message}");
     }
 }

@@ -1,2 +1,0 @@
-//! image builder
-fn main() {}
