@@ -472,7 +472,8 @@ impl Ipc {
         }
     }
 
-    /// `server` replies to the call it received last; the caller becomes
+    /// `server` replies to the call it received last (capabilities may go
+    /// with the reply); the caller becomes
     /// runnable (a faulted caller is left stopped: see
     /// [`TransferKind::FaultReply`]). Never blocks.
     ///
@@ -499,12 +500,14 @@ impl Ipc {
         } else {
             TransferKind::Reply
         };
+        // A reply may carry the server's capabilities: the caller opted in
+        // by naming receive slots, and the server gives only its own.
         Ok(Transfer {
             from: server,
             to: caller,
             badge: 0,
             kind,
-            grant: false,
+            grant: true,
         })
     }
 

@@ -181,11 +181,14 @@ impl Buffer {
         Self(address as *mut IpcBuffer)
     }
 
-    /// init's buffer, which the kernel maps at a fixed address.
-    pub fn init() -> Self {
-        // SAFETY: the kernel maps init's IPC buffer writable at this
-        // address before init runs (abi::init), and init's first thread is
-        // the only one that uses it unless init hands it on.
+    /// The buffer of a process's first thread: init's, which the kernel
+    /// maps, and every program's that `process::Spawn` starts, which it
+    /// maps at the same address.
+    pub fn main_thread() -> Self {
+        // SAFETY: the kernel (for init) and `process::Spawn` (for everything
+        // it starts) map the first thread's IPC buffer writable at this
+        // address before the program runs; other threads get their own
+        // buffers elsewhere (`thread::ThreadSpawn`).
         unsafe { Self::at(abi::init::IPC_BUFFER) }
     }
 

@@ -1,23 +1,120 @@
 //! init: the first user process.
 //!
-//! For now it announces itself from ring 3 and exits; it grows into the
-//! process that reads the system description and starts every server.
+//! It reads the system description from the boot archive and starts every
+//! process in it, each with exactly the authority the description gives: a
+//! memory pool of its quota, its priority, its interrupt lines, port ranges
+//! and device memory, a capability to names (which knows the services it
+//! may provide and use) and one to init itself. Then it serves the process
+//! table and power-off, and hears every process's faults.
 
 #![no_std]
 #![no_main]
-// Only the test-only fault below may use unsafe code.
-#![cfg_attr(not(feature = "user-fault-test"), forbid(unsafe_code))]
+// Only the test-only fault below may use unsafe code; reading the boot
+// archive the kernel lends to init is the other, documented exception.
+#![deny(unsafe_code)]
 
+extern crate alloc;
+
+mod launch;
+
+use abi::fault::FAULT_LABEL;
+use alloc::vec::Vec;
+use runtime::capability::Endpoint;
+use runtime::ipc::{Buffer, Message};
 use runtime::println;
+use service::init::{Init, InitReply, InitRequest, ProcessInfo, ProcessState};
+use system_description::SystemDescription;
 
 runtime::entry!(main);
+
+/// Set in the badge of a process's fault endpoint.
+const FAULT_BIT: u64 = 1 << 63;
 
 fn main() -> u64 {
     println!("init: running in ring 3");
     #[cfg(feature = "user-fault-test")]
     touch_kernel_memory();
-    println!("init: done");
-    0
+    // SAFETY: this is init, started with the boot archive's address, and it
+    // never unmaps the archive.
+    #[allow(unsafe_code)]
+    let archive = match unsafe { runtime::boot_archive() } {
+        Ok(archive) => archive,
+        Err(error) => {
+            println!("init: cannot read the boot archive: {error}");
+            return 1;
+        }
+    };
+    let description = match archive
+        .find("system")
+        .map(|file| SystemDescription::from_bytes(file.data))
+    {
+        Some(Ok(description)) => description,
+        _ => {
+            println!("init: the boot archive holds no readable system description");
+            return 1;
+        }
+    };
+    if description.processes.is_empty() {
+        println!("init: done");
+        return 0;
+    }
+    let launcher = match launch::Launcher::new(&archive) {
+        Ok(launcher) => launcher,
+        Err(error) => {
+            println!("init: cannot set up: {error:?}");
+            return 1;
+        }
+    };
+    let mut table = Vec::new();
+    for (index, process) in description.processes.iter().enumerate() {
+        let badge = index as u64 + 1;
+        match launcher.start(process, badge, FAULT_BIT | badge) {
+            Ok(()) => table.push(ProcessInfo {
+                name: process.name.clone(),
+                state: ProcessState::Running,
+                priority: process.priority,
+                memory_kib: process.memory_kib,
+            }),
+            Err(error) => println!("init: cannot start '{}': {error}", process.name),
+        }
+    }
+    serve(launcher.endpoint(), &mut table)
+}
+
+/// Serves the process table and power-off, and records faults.
+fn serve(endpoint: Endpoint, table: &mut [ProcessInfo]) -> u64 {
+    let buffer = Buffer::main_thread();
+    let Ok(mut received) = endpoint.receive() else { return 1 };
+    loop {
+        let reply = if received.message.label == FAULT_LABEL && received.badge & FAULT_BIT != 0 {
+            let index = (received.badge & !FAULT_BIT).saturating_sub(1) as usize;
+            let words = received.message.words;
+            if let Some(process) = table.get_mut(index) {
+                process.state = ProcessState::Faulted;
+                println!(
+                    "init: process '{}' faulted: vector {} at rip {:#x}, address {:#x}; it stays stopped",
+                    process.name, words[0], words[3], words[2]
+                );
+            }
+            // Any label but FAULT_RESUME leaves the thread stopped.
+            Message::new(0, &[])
+        } else {
+            match service::decode::<InitRequest>(&received.message, buffer) {
+                Some(InitRequest::PowerOff) => {
+                    println!("init: powering off");
+                    return 0;
+                }
+                Some(InitRequest::Processes) => {
+                    service::encode_reply::<Init>(&InitReply::Processes(table.to_vec()), buffer)
+                }
+                None => service::error_reply(service::ErrorCode::Malformed),
+            }
+        };
+        received = match endpoint.reply_receive(&reply) {
+            Ok(received) => received,
+            Err(_) => return 1,
+        };
+    }
 }
 
 /// Test-only: a write to the kernel half, which user mode may not touch.

@@ -772,7 +772,7 @@ fn ipc_across_address_spaces() -> Check {
         &format!("echo {reply:?}"),
     )?;
     // A long message: 8 words in registers, 120 through the IPC buffers.
-    let buffer = Buffer::init();
+    let buffer = Buffer::main_thread();
     for index in 8..128 {
         buffer.set_word(index, index as u64);
     }

@@ -112,7 +112,7 @@ fn call_and_reply() {
             to: CLIENT,
             badge: 0,
             kind: TransferKind::Reply,
-            grant: false
+            grant: true
         }
     );
     assert!(runnable(&ipc, CLIENT));

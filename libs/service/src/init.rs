@@ -1,0 +1,58 @@
+//! init's own service: the process table and powering off. Every process
+//! init starts holds a capability to it (`process::slot::INIT`).
+
+use crate::Protocol;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// init's protocol.
+pub struct Init;
+
+/// What init is asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitRequest {
+    /// The process table.
+    Processes,
+    /// Stop the system (init exits; the kernel then powers off).
+    PowerOff,
+}
+
+/// What init answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitReply {
+    /// The process table.
+    Processes(Vec<ProcessInfo>),
+}
+
+/// One row of the process table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Its name in the system description.
+    pub name: String,
+    /// What it is doing.
+    pub state: ProcessState,
+    /// Its priority.
+    pub priority: u8,
+    /// Its memory quota in KiB.
+    pub memory_kib: u32,
+}
+
+/// A process's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcessState {
+    /// Started and not known to have ended.
+    Running,
+    /// Stopped by a fault.
+    Faulted,
+}
+
+impl Protocol for Init {
+    const SERVICE: &'static str = "init";
+    type Request = InitRequest;
+    type Reply = InitReply;
+
+    fn idempotent(request: &InitRequest) -> bool {
+        matches!(request, InitRequest::Processes)
+    }
+}

@@ -1,0 +1,103 @@
+//! The names protocol: services register their endpoints under a name;
+//! clients look them up. init tells names who may provide and use what.
+
+use crate::client::CallError;
+use crate::process::slot;
+use crate::{Client, Protocol};
+use alloc::string::String;
+use alloc::vec::Vec;
+use runtime::capability::Slot;
+use runtime::ipc::Buffer;
+use serde::{Deserialize, Serialize};
+
+/// The names protocol.
+pub struct Names;
+
+/// What names is asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamesRequest {
+    /// Registers the endpoint capability sent along under `service`
+    /// (replacing an earlier registration: a restarted server).
+    Register {
+        /// The service name.
+        service: String,
+    },
+    /// Asks for the endpoint of `service`; it comes back with the reply.
+    Lookup {
+        /// The service name.
+        service: String,
+    },
+    /// From init only: the process whose badge is `client` may register
+    /// `provides` and look up `uses`.
+    Allow {
+        /// The process's badge.
+        client: u64,
+        /// Services it may register.
+        provides: Vec<String>,
+        /// Services it may look up.
+        uses: Vec<String>,
+    },
+}
+
+/// What names answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamesReply {
+    /// Done.
+    Done,
+    /// Here is the endpoint (with the reply).
+    Found,
+    /// The service is allowed but not registered yet: ask again.
+    NotYet,
+}
+
+impl Protocol for Names {
+    const SERVICE: &'static str = "names";
+    type Request = NamesRequest;
+    type Reply = NamesReply;
+
+    fn idempotent(_: &NamesRequest) -> bool {
+        // Registering again replaces; looking up and allowing change nothing twice.
+        true
+    }
+}
+
+/// Looks `service` up, putting its endpoint in the empty `destination`;
+/// waits (yielding) until it is registered.
+///
+/// # Errors
+/// [`CallError::NotFound`] if this process may not use it.
+pub fn look_up(service: &str, destination: Slot, buffer: Buffer) -> Result<(), CallError> {
+    let names = Client::<Names>::with_endpoint(slot::NAMES, buffer);
+    loop {
+        buffer.set_receive_slots(&[destination]);
+        let reply = names.call(&NamesRequest::Lookup {
+            service: String::from(service),
+        });
+        buffer.set_receive_slots(&[]);
+        match reply {
+            Ok(NamesReply::Found) => return Ok(()),
+            Ok(NamesReply::NotYet) => runtime::syscall::yield_now(),
+            Ok(NamesReply::Done) => return Err(CallError::MalformedReply),
+            Err(CallError::Server(crate::ErrorCode::Denied | crate::ErrorCode::NotFound)) => {
+                return Err(CallError::NotFound);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Registers the endpoint in `endpoint` as `service`.
+///
+/// # Errors
+/// [`CallError::Server`] with `Denied` if this process may not provide it.
+pub fn register(service: &str, endpoint: Slot, buffer: Buffer) -> Result<(), CallError> {
+    let names = Client::<Names>::with_endpoint(slot::NAMES, buffer);
+    names
+        .call_sending(
+            &NamesRequest::Register {
+                service: String::from(service),
+            },
+            Some(endpoint),
+        )
+        .map(drop)
+}

@@ -1,0 +1,181 @@
+//! Starting one process of the system description with exactly the
+//! authority it lists.
+
+use abi::init::slot;
+use abi::{Error, Rights};
+use alloc::string::String;
+use boot_archive::Archive;
+use runtime::capability::{
+    self, AddressSpace, CSpace, Destination, DeviceMemoryControl, Endpoint, IrqControl, Memory, PortControl, Slot,
+    Slots,
+};
+use runtime::ipc::Buffer;
+use runtime::process::Spawn;
+use service::Client;
+use service::names::{Names, NamesRequest};
+use service::process::{CSPACE_SLOTS, slot as child};
+use system_description::Process;
+
+const MEMORY: Memory = Memory(Slot(slot::MEMORY));
+const OWN_SPACE: AddressSpace = AddressSpace(Slot(slot::ADDRESS_SPACE));
+
+/// What starting processes needs.
+pub struct Launcher<'a> {
+    archive: &'a Archive<'static>,
+    slots: Slots,
+    /// init's endpoint: its service and every process's faults.
+    endpoint: Endpoint,
+    /// names' endpoint, which the process providing "names" receives on.
+    names: Endpoint,
+}
+
+impl<'a> Launcher<'a> {
+    /// Makes init's and names' endpoints.
+    ///
+    /// # Errors
+    /// A failed syscall.
+    pub fn new(archive: &'a Archive<'static>) -> Result<Self, Error> {
+        let slots = Slots::new(slot::FIRST_FREE, abi::init::CSPACE_SLOTS);
+        let endpoint = MEMORY.create_endpoint(slots.allocate()?)?;
+        let names = MEMORY.create_endpoint(slots.allocate()?)?;
+        Ok(Self {
+            archive,
+            slots,
+            endpoint,
+            names,
+        })
+    }
+
+    /// init's endpoint.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// Starts `process`, whose capabilities carry `badge` (and its faults
+    /// `fault_badge`), and tells names what it may provide and use.
+    ///
+    /// # Errors
+    /// A message saying what failed.
+    pub fn start(&self, process: &Process, badge: u64, fault_badge: u64) -> Result<(), String> {
+        let failed = |what: &str, error: Error| alloc::format!("{what}: {error:?}");
+        let image = self
+            .archive
+            .find(&process.program)
+            .ok_or_else(|| alloc::format!("no program '{}' in the boot archive", process.program))?
+            .data;
+        let pool = MEMORY
+            .create_pool(self.slot()?, process.memory_bytes())
+            .map_err(|error| failed("memory pool", error))?;
+        let fault_endpoint = Endpoint(self.slot()?);
+        capability::mint(
+            self.endpoint,
+            Destination::own(fault_endpoint.0),
+            Rights::WRITE,
+            fault_badge,
+        )
+        .map_err(|error| failed("fault endpoint", error))?;
+        let devices = (process.interrupts.len() + process.ports.len())
+            + process
+                .device_memory
+                .iter()
+                .map(|region| region.pages as usize)
+                .sum::<usize>();
+        let first_free = child::FIRST_DEVICE.0 + devices as u64;
+        let spawn = Spawn {
+            memory: pool,
+            own_address_space: OWN_SPACE,
+            slots: &self.slots,
+            cspace_slots: CSPACE_SLOTS,
+            fault_endpoint: Some(fault_endpoint),
+        };
+        let started = spawn
+            .spawn(image, [first_free, badge])
+            .map_err(|error| alloc::format!("{error:?}"))?;
+        let give = |source: Slot, into: Slot| capability::copy(source, Destination::in_cspace(started.cspace, into.0));
+        let provides_names = process.provides.iter().any(|service| service == "names");
+        if provides_names {
+            give(self.names.0, child::NAMES).map_err(|error| failed("names endpoint", error))?;
+        } else {
+            capability::mint(
+                self.names,
+                Destination::in_cspace(started.cspace, child::NAMES.0),
+                Rights::WRITE | Rights::GRANT,
+                badge,
+            )
+            .map_err(|error| failed("names capability", error))?;
+        }
+        capability::mint(
+            self.endpoint,
+            Destination::in_cspace(started.cspace, child::INIT.0),
+            Rights::WRITE,
+            badge,
+        )
+        .map_err(|error| failed("init capability", error))?;
+        give(pool.0, child::MEMORY).map_err(|error| failed("pool", error))?;
+        give(started.thread.0, child::THREAD).map_err(|error| failed("thread", error))?;
+        give(started.address_space.0, child::ADDRESS_SPACE).map_err(|error| failed("address space", error))?;
+        give(started.cspace.0, child::CSPACE).map_err(|error| failed("cspace", error))?;
+        self.give_devices(process, started.cspace)
+            .map_err(|error| failed("devices", error))?;
+        started
+            .thread
+            .set_priority(process.priority)
+            .map_err(|error| failed("priority", error))?;
+        if !provides_names {
+            let names = Client::<Names>::with_endpoint(self.names.0, Buffer::main_thread());
+            let allow = NamesRequest::Allow {
+                client: badge,
+                provides: process.provides.clone(),
+                uses: process.uses.clone(),
+            };
+            names
+                .call(&allow)
+                .map_err(|error| alloc::format!("telling names: {error:?}"))?;
+        }
+        started.start().map_err(|error| failed("start", error))?;
+        Ok(())
+    }
+
+    /// Puts the process's interrupt, port and device-memory capabilities
+    /// in its CSpace from `FIRST_DEVICE` on, in the description's order.
+    fn give_devices(&self, process: &Process, cspace: CSpace) -> Result<(), Error> {
+        let mut next = child::FIRST_DEVICE.0;
+        let mut hand_over = |made: Slot| -> Result<(), Error> {
+            capability::move_to(made, Destination::in_cspace(cspace, next))?;
+            next += 1;
+            Ok(())
+        };
+        for &line in &process.interrupts {
+            hand_over(
+                IrqControl(Slot(slot::IRQ_CONTROL))
+                    .create(line, self.slot_or_error()?)?
+                    .0,
+            )?;
+        }
+        for range in &process.ports {
+            hand_over(
+                PortControl(Slot(slot::PORT_CONTROL))
+                    .create(range.first, range.count, self.slot_or_error()?)?
+                    .0,
+            )?;
+        }
+        for region in &process.device_memory {
+            for page in 0..u64::from(region.pages) {
+                let frame = DeviceMemoryControl(Slot(slot::DEVICE_MEMORY_CONTROL))
+                    .create(region.address + page * 4096, self.slot_or_error()?)?;
+                hand_over(frame.0)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn slot(&self) -> Result<Slot, String> {
+        self.slots
+            .allocate()
+            .map_err(|_| String::from("init has no free slots"))
+    }
+
+    fn slot_or_error(&self) -> Result<Slot, Error> {
+        self.slots.allocate()
+    }
+}
