@@ -60,8 +60,10 @@ pub fn command(image: &Path, firmware: Firmware, gdb: bool) -> Result<Command, E
     let mut command = Command::new(QEMU);
     command
         .args(["-accel", "tcg", "-smp", "1", "-m", "512", "-cpu", "qemu64,+svm,+npt"])
+        // Nothing writes the disk; `snapshot` lets several QEMUs (parallel
+        // tests) boot one image without fighting over its lock.
         .arg("-drive")
-        .arg(format!("format=raw,file={}", image.display()))
+        .arg(format!("format=raw,snapshot=on,file={}", image.display()))
         .args(["-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot"])
         .args(["-device", &format!("isa-debug-exit,iobase={PORT:#x},iosize=0x04")]);
     if firmware == Firmware::Uefi {

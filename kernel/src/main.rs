@@ -19,7 +19,6 @@ extern crate alloc;
 
 mod arch;
 mod boot_modules;
-mod console;
 mod loader;
 mod log;
 mod memory;
@@ -113,7 +112,6 @@ extern "C" fn start(boot_info: &'static mut BootInfo, stack_top: u64) -> ! {
             arch::acpi::InterruptRouting::legacy()
         });
     arch::apic::init(&routing);
-    console::init(&routing);
 
     #[cfg(feature = "kernel-fault-test")]
     panic::trigger_test_fault();

@@ -7,7 +7,6 @@
 //! stops the machine.
 
 use crate::arch::{apic, entry, percpu, power};
-use crate::console;
 use crate::object::{self, Objects};
 use abi::debug_exit::Outcome;
 use core::sync::atomic::Ordering;
@@ -129,11 +128,6 @@ pub fn resume() -> ! {
 }
 
 fn shut_down(init_end: ThreadEnd) -> ! {
-    while !console::ready_to_stop() {
-        x86_64::instructions::interrupts::enable_and_hlt();
-        x86_64::instructions::interrupts::disable();
-    }
-    console::report();
     let ticks = apic::TICKS.load(Ordering::Relaxed);
     log::info!("kernel: init has ended after {ticks} timer ticks; stopping");
     match init_end {

@@ -122,13 +122,16 @@ impl Machine {
         let mut seen = self.output.text.lock().unwrap();
         while !seen.contains(text) {
             let now = Instant::now();
-            if now >= deadline {
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if now >= deadline || exited {
                 let output = seen.clone();
                 drop(seen);
                 let _ = self.child.kill();
-                panic!("no {text:?} within {timeout:?}; output:\n{output}");
+                panic!("no {text:?} (QEMU exited: {exited}) within {timeout:?}; output:\n{output}");
             }
-            seen = self.output.changed.wait_timeout(seen, deadline - now).unwrap().0;
+            // Wake now and then to notice QEMU exiting without output.
+            let wait = (deadline - now).min(Duration::from_millis(200));
+            seen = self.output.changed.wait_timeout(seen, wait).unwrap().0;
         }
     }
 

@@ -22,7 +22,7 @@ pub fn irq_create(objects: &mut Objects, caller: ThreadId, arguments: Arguments)
         .filter(|&line| line < LINES)
         .ok_or(Error::in_argument(ErrorKind::InvalidArgument, 1))?;
     let destination = empty_slot(objects, caller, arguments.get(2), 2)?;
-    if crate::console::line() == Some(line) || objects.capabilities.reference_count(&ObjectRef::Irq(line)) > 0 {
+    if objects.capabilities.reference_count(&ObjectRef::Irq(line)) > 0 {
         return Err(Error::in_argument(ErrorKind::AlreadyBound, 1));
     }
     objects
@@ -74,9 +74,10 @@ pub fn interrupt(objects: &mut Objects, line: u8) {
     }
 }
 
-/// Ports the kernel keeps: the PIC pair, the PIT and speaker gate, the
-/// emulator exit device and the kernel console (COM1).
-const KERNEL_PORTS: [(u16, u16); 6] = [(0x20, 2), (0xa0, 2), (0x40, 4), (0x61, 1), (0xf4, 4), (0x3f8, 8)];
+/// Ports the kernel keeps: the PIC pair, the PIT and speaker gate and the
+/// emulator exit device. (COM1 belongs to the serial driver; the kernel
+/// only writes its log there, polling.)
+const KERNEL_PORTS: [(u16, u16); 5] = [(0x20, 2), (0xa0, 2), (0x40, 4), (0x61, 1), (0xf4, 4)];
 
 /// PortsCreate.
 pub fn ports_create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {

@@ -26,8 +26,8 @@ pub struct ThreadSpawn<'a> {
     pub slots: &'a Slots,
     /// Where its faults go.
     pub fault_endpoint: Option<Endpoint>,
-    /// Its priority (at most the caller's).
-    pub priority: u8,
+    /// Its priority (at most the caller's); `None` keeps the caller's.
+    pub priority: Option<u8>,
 }
 
 impl ThreadSpawn<'_> {
@@ -51,7 +51,9 @@ impl ThreadSpawn<'_> {
         }
         let thread = self.memory.create_thread(self.slots.allocate()?)?;
         thread.configure(self.cspace, self.address_space, buffer_address, self.fault_endpoint)?;
-        thread.set_priority(self.priority)?;
+        if let Some(priority) = self.priority {
+            thread.set_priority(priority)?;
+        }
         let body: Box<Box<dyn FnOnce(Buffer) -> u64 + Send>> = Box::new(Box::new(body));
         let body = Box::into_raw(body) as u64;
         let entry = thread_entry as *const () as u64;

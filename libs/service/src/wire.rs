@@ -1,6 +1,6 @@
 //! Putting postcard bytes into an IPC message and taking them out again.
 
-use abi::{MAX_WORDS, REGISTER_WORDS};
+use abi::MAX_WORDS;
 use runtime::ipc::{Buffer, Message};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -44,10 +44,8 @@ pub fn encode<T: Serialize>(value: &T, buffer: Buffer) -> Option<Message> {
     let words = used.div_ceil(8);
     let mut message = Message::new(used as u32, &[]);
     message.length = words as u8;
-    for (index, chunk) in bytes.chunks_exact(8).take(words).enumerate() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
+    for (index, chunk) in bytes.as_chunks::<8>().0.iter().take(words).enumerate() {
+        let word = u64::from_le_bytes(*chunk);
         match message.words.get_mut(index) {
             Some(register) => *register = word,
             None => buffer.set_word(index, word),
@@ -63,12 +61,14 @@ pub fn decode<T: DeserializeOwned>(message: &Message, buffer: Buffer) -> Option<
         return None;
     }
     let mut bytes = [0u8; MAX_BYTES];
-    for (index, chunk) in bytes.chunks_exact_mut(8).take(length.div_ceil(8)).enumerate() {
-        let word = if index < REGISTER_WORDS {
-            message.words[index]
-        } else {
-            buffer.word(index)
-        };
+    for (index, chunk) in bytes
+        .as_chunks_mut::<8>()
+        .0
+        .iter_mut()
+        .take(length.div_ceil(8))
+        .enumerate()
+    {
+        let word = message.words.get(index).copied().unwrap_or_else(|| buffer.word(index));
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     postcard::from_bytes(bytes.get(..length)?).ok()

@@ -18,7 +18,6 @@ extern crate alloc;
 mod launch;
 
 use abi::fault::FAULT_LABEL;
-use alloc::vec::Vec;
 use runtime::capability::Endpoint;
 use runtime::ipc::{Buffer, Message};
 use runtime::println;
@@ -65,7 +64,12 @@ fn main() -> u64 {
             return 1;
         }
     };
-    let mut table = Vec::new();
+    let mut table = alloc::vec![ProcessInfo {
+        name: alloc::string::String::from("init"),
+        state: ProcessState::Running,
+        priority: abi::init::PRIORITY,
+        memory_kib: 0,
+    }];
     for (index, process) in description.processes.iter().enumerate() {
         let badge = index as u64 + 1;
         match launcher.start(process, badge, FAULT_BIT | badge) {
@@ -87,7 +91,8 @@ fn serve(endpoint: Endpoint, table: &mut [ProcessInfo]) -> u64 {
     let Ok(mut received) = endpoint.receive() else { return 1 };
     loop {
         let reply = if received.message.label == FAULT_LABEL && received.badge & FAULT_BIT != 0 {
-            let index = (received.badge & !FAULT_BIT).saturating_sub(1) as usize;
+            // Row 0 is init itself; process `badge` is row `badge`.
+            let index = (received.badge & !FAULT_BIT) as usize;
             let words = received.message.words;
             if let Some(process) = table.get_mut(index) {
                 process.state = ProcessState::Faulted;

@@ -89,7 +89,7 @@ fn run() -> Result<(), abi::Error> {
         cspace: OWN_CSPACE,
         slots: &SLOTS,
         fault_endpoint: None,
-        priority: abi::init::PRIORITY,
+        priority: Some(abi::init::PRIORITY),
     };
     let message = Message::new(1, &[1, 2]);
 

@@ -270,7 +270,7 @@ fn populate_playground(pool: Memory, slots: &Slots) -> Result<Endpoint, abi::Err
         cspace: OWN_CSPACE,
         slots,
         fault_endpoint: Some(fault_sink),
-        priority: abi::init::PRIORITY,
+        priority: Some(abi::init::PRIORITY),
     };
     for endpoint in endpoints {
         spawner.spawn(move |_| {

@@ -62,11 +62,7 @@ fn interrupt(vector: u8) {
         SPURIOUS_VECTOR => {} // no EOI for spurious interrupts
         vector if (IOAPIC_VECTOR_BASE..IOAPIC_VECTOR_BASE + IOAPIC_LINES).contains(&vector) => {
             let line = vector - IOAPIC_VECTOR_BASE;
-            if crate::console::line() == Some(line) {
-                crate::console::interrupt();
-            } else {
-                object::with(|objects| crate::syscall::device_interrupt(objects, line));
-            }
+            object::with(|objects| crate::syscall::device_interrupt(objects, line));
             apic::end_of_interrupt();
         }
         vector => {

@@ -1,0 +1,133 @@
+//! serial: drives the 16550 UART on COM1. A second thread takes each
+//! receive interrupt, moves the typed bytes into a buffer and signals the
+//! server thread, which answers reads (waiting when nothing was typed) and
+//! writes.
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use runtime::capability::AddressSpace;
+use runtime::capability::{self, CSpace, Destination, Endpoint, IoPorts, Irq, Memory, Notification, Slot, Slots};
+use runtime::ipc::Buffer;
+use runtime::thread::ThreadSpawn;
+use serial::{MAX_READ, MAX_WRITE, Reply, Request, Serial};
+use service::process::{CSPACE_SLOTS, slot};
+use service::{ErrorCode, Response};
+use spin::Mutex;
+
+runtime::entry!(main);
+
+/// COM1's interrupt line, as the system description gives it.
+const IRQ: Irq = Irq(slot::FIRST_DEVICE);
+/// COM1's eight ports.
+const PORTS: IoPorts = IoPorts(Slot(slot::FIRST_DEVICE.0 + 1));
+const COM1: u16 = 0x3f8;
+const LINE_STATUS: u16 = COM1 + 5;
+const DATA_READY: u64 = 1;
+const TRANSMIT_EMPTY: u64 = 1 << 5;
+
+/// Bytes typed and not yet read.
+static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+
+fn main() -> u64 {
+    match run() {
+        Ok(()) => 0,
+        Err(error) => {
+            runtime::println!("serial: cannot start: {error:?}");
+            1
+        }
+    }
+}
+
+fn run() -> Result<(), abi::Error> {
+    let [first_free, _] = runtime::start_arguments();
+    let slots = Slots::new(first_free, CSPACE_SLOTS);
+    let memory = Memory(slot::MEMORY);
+    let buffer = Buffer::main_thread();
+    // Interrupts arrive on one notification, "input ready" on another.
+    let interrupts = memory.create_notification(slots.allocate()?)?;
+    let interrupt_signal = Notification(slots.allocate()?);
+    capability::mint(interrupts, Destination::own(interrupt_signal.0), abi::Rights::WRITE, 1)?;
+    IRQ.bind(interrupt_signal)?;
+    let input_ready = memory.create_notification(slots.allocate()?)?;
+    let input_signal = Notification(slots.allocate()?);
+    capability::mint(input_ready, Destination::own(input_signal.0), abi::Rights::WRITE, 1)?;
+    PORTS.write(COM1 + 1, 1, 1)?; // receive-data interrupt on
+    let spawner = ThreadSpawn {
+        memory,
+        address_space: AddressSpace(slot::ADDRESS_SPACE),
+        cspace: CSpace(slot::CSPACE),
+        slots: &slots,
+        fault_endpoint: None,
+        priority: None,
+    };
+    spawner.spawn(move |_| receive_loop(interrupts, input_signal))?;
+    let endpoint = memory.create_endpoint(slots.allocate()?)?;
+    service::names::register("serial", endpoint.0, buffer)
+        .map_err(|_| abi::Error::new(abi::ErrorKind::InvalidState))?;
+    let error = service::serve::<Serial>(Endpoint(endpoint.0), buffer, None, |request| {
+        handle(request.body, input_ready)
+    });
+    Err(error)
+}
+
+/// The interrupt thread: drain the UART, acknowledge, tell the server.
+fn receive_loop(interrupts: Notification, input_signal: Notification) -> u64 {
+    loop {
+        // Drain first: bytes may have arrived before the line was bound.
+        let mut received = false;
+        while PORTS.read(LINE_STATUS, 1).is_ok_and(|status| status & DATA_READY != 0) {
+            let Ok(byte) = PORTS.read(COM1, 1) else { break };
+            INPUT.lock().push_back(byte as u8);
+            received = true;
+        }
+        if received {
+            let _ = input_signal.signal();
+        }
+        let _ = IRQ.acknowledge();
+        if interrupts.wait().is_err() {
+            return 1;
+        }
+    }
+}
+
+fn handle(request: Request, input_ready: Notification) -> Result<Response<Reply>, ErrorCode> {
+    match request {
+        Request::Write(bytes) => {
+            if bytes.len() > MAX_WRITE {
+                return Err(ErrorCode::TooLong);
+            }
+            for byte in bytes {
+                while PORTS
+                    .read(LINE_STATUS, 1)
+                    .is_ok_and(|status| status & TRANSMIT_EMPTY == 0)
+                {
+                    core::hint::spin_loop();
+                }
+                PORTS.write(COM1, 1, u64::from(byte)).map_err(|_| ErrorCode::Denied)?;
+            }
+            Ok(Reply::Written.into())
+        }
+        Request::Read { max } => {
+            let max = usize::from(max.min(MAX_READ));
+            loop {
+                let taken: Vec<u8> = {
+                    let mut input = INPUT.lock();
+                    let count = input.len().min(max);
+                    input.drain(..count).collect()
+                };
+                if !taken.is_empty() || max == 0 {
+                    return Ok(Reply::Data(taken).into());
+                }
+                // Nothing typed yet: wait for the interrupt thread. Callers
+                // queue on the endpoint meanwhile.
+                input_ready.wait().map_err(|_| ErrorCode::Denied)?;
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! shell: a command line on the serial console, reading and writing
+//! through the serial driver, asking init for the process table and to
+//! power off.
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod line;
+
+use alloc::format;
+use alloc::string::String;
+use runtime::capability::Slots;
+use runtime::ipc::Buffer;
+use serial::{Reply, Request, Serial};
+use service::Client;
+use service::init::{Init, InitReply, InitRequest, ProcessState};
+use service::process::{CSPACE_SLOTS, slot};
+
+runtime::entry!(main);
+
+const HELP: &str = "commands:
+  help       this list
+  ps         the processes, their state, priority and memory quota
+  echo TEXT  prints TEXT
+  poweroff   stops the system
+";
+
+/// The console, through the serial driver.
+pub struct Console {
+    serial: Client<Serial>,
+}
+
+impl Console {
+    /// Writes text (`\n` becomes `\r\n`).
+    pub fn write(&self, text: &str) {
+        let mut bytes = alloc::vec::Vec::with_capacity(text.len());
+        for byte in text.bytes() {
+            if byte == b'\n' {
+                bytes.push(b'\r');
+            }
+            bytes.push(byte);
+        }
+        for chunk in bytes.chunks(serial::MAX_WRITE) {
+            let _ = self.serial.call(&Request::Write(chunk.to_vec()));
+        }
+    }
+
+    /// Waits for typed bytes.
+    pub fn read(&self) -> alloc::vec::Vec<u8> {
+        match self.serial.call(&Request::Read { max: 64 }) {
+            Ok(Reply::Data(bytes)) => bytes,
+            _ => alloc::vec::Vec::new(),
+        }
+    }
+}
+
+fn main() -> u64 {
+    let [first_free, _] = runtime::start_arguments();
+    let slots = Slots::new(first_free, CSPACE_SLOTS);
+    let buffer = Buffer::main_thread();
+    let Ok(serial_slot) = slots.allocate() else { return 1 };
+    let Ok(serial) = Client::<Serial>::connect(serial_slot, buffer) else {
+        runtime::println!("shell: no serial service");
+        return 1;
+    };
+    let console = Console { serial };
+    let init = Client::<Init>::with_endpoint(slot::INIT, buffer);
+    console.write("shell: type 'help' for the commands\n");
+    let mut editor = line::Editor::new();
+    loop {
+        console.write("> ");
+        let command = editor.read_line(&console);
+        run(command.trim(), &console, &init);
+    }
+}
+
+fn run(command: &str, console: &Console, init: &Client<Init>) {
+    let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+    match name {
+        "" => {}
+        "help" => console.write(HELP),
+        "echo" => console.write(&format!("{rest}\n")),
+        "ps" => match init.call(&InitRequest::Processes) {
+            Ok(InitReply::Processes(processes)) => {
+                let mut table = String::from("NAME             STATE     PRIORITY  MEMORY\n");
+                for process in processes {
+                    let state = match process.state {
+                        ProcessState::Running => "running",
+                        ProcessState::Faulted => "faulted",
+                    };
+                    let memory = if process.memory_kib == 0 {
+                        String::from("-")
+                    } else {
+                        format!("{} KiB", process.memory_kib)
+                    };
+                    table.push_str(&format!(
+                        "{:<16} {:<9} {:>8}  {memory}\n",
+                        process.name, state, process.priority
+                    ));
+                }
+                console.write(&table);
+            }
+            Err(error) => console.write(&format!("ps: {error:?}\n")),
+        },
+        "poweroff" => {
+            console.write("powering off\n");
+            let _ = init.call(&InitRequest::PowerOff);
+        }
+        other => console.write(&format!("{other}: unknown command (try 'help')\n")),
+    }
+}
