@@ -18,7 +18,7 @@ fn processes_get_exactly_the_authority_described() {
     );
     assert_eq!(
         output.lines().filter(|line| line.starts_with("PASS")).count(),
-        10,
+        14,
         "output:\n{output}"
     );
     assert_contains(output, &["authority-probe: all checks passed", "init: powering off"]);

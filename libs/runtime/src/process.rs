@@ -3,7 +3,8 @@
 //! The image's pages are built in frames that are first mapped into the
 //! caller's own address space (a scratch window), filled and relocated
 //! there, then unmapped and mapped into the new address space with the
-//! access each segment asks for.
+//! access each segment asks for. No page is ever both writable and
+//! executable (W^X): an image that would need one is refused.
 
 use crate::capability::{AddressSpace, CSpace, Endpoint, Frame, Memory, Slots, Thread};
 use abi::{Error, Rights};
@@ -29,6 +30,12 @@ pub enum SpawnError {
     Elf(ElfError),
     /// A syscall failed.
     Kernel(Error),
+    /// A page would be both writable and executable (segments share it):
+    /// refused, so no program ever has memory that is both.
+    WriteAndExecute {
+        /// The page's address in the program.
+        address: u64,
+    },
 }
 
 impl From<Error> for SpawnError {
@@ -129,6 +136,14 @@ impl Spawn<'_> {
             elf::RelocationError::Elf(error) => SpawnError::Elf(error),
             elf::RelocationError::Apply(error) => SpawnError::Kernel(error),
         })?;
+        if let Some(index) = frames
+            .iter()
+            .position(|(_, rights)| rights.contains(Rights::WRITE | Rights::EXECUTE))
+        {
+            return Err(SpawnError::WriteAndExecute {
+                address: low.wrapping_add(bias) + index as u64 * 4096,
+            });
+        }
         for (index, (frame, rights)) in frames.iter().enumerate() {
             let index = index as u64;
             self.own_address_space.unmap(scratch + index * 4096)?;

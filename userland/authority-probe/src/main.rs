@@ -11,6 +11,7 @@
 extern crate alloc;
 
 use abi::{ErrorKind, Syscall};
+use alloc::format;
 use alloc::string::String;
 use key_value::{KeyValue, Reply, Request};
 use runtime::capability::{Endpoint, IoPorts, Slot, Slots};
@@ -88,6 +89,19 @@ fn main() -> u64 {
             matches!(still, Some(Ok(Reply::Value(Some(_))))),
         );
     }
+
+    // Garbage to names and init too: each answers with an error and goes on.
+    for (server, endpoint) in [("names", slot::NAMES), ("init", slot::INIT)] {
+        let garbage = Endpoint(endpoint).call(&Message::new(0xffff, &[u64::MAX; 8]));
+        let errored = garbage.is_ok_and(|reply| reply.label & service::ERROR_LABEL != 0);
+        all &= report(&format!("{server} answers garbage with an error"), errored);
+    }
+    let again = slots
+        .allocate()
+        .map(|slot| service::names::look_up("key-value", slot, buffer));
+    all &= report("names keeps serving after garbage", again == Ok(Ok(())));
+    let table = Client::<Init>::with_endpoint(slot::INIT, buffer).call(&InitRequest::Processes);
+    all &= report("init keeps serving after garbage", table.is_ok());
 
     // Given: CMOS ports 0x70..0x72 and interrupt line 8.
     let ports = PORTS;
