@@ -4,10 +4,12 @@
 //! cargo xtask run   [--uefi] [--release] [--gdb]   build and boot in QEMU
 //! cargo xtask image [--release]                    write the disk images
 //! cargo xtask test                                 host unit tests + QEMU tests
-//! cargo xtask bench                                boot-time figures
+//! cargo xtask bench                                IPC and boot-time figures
+//! cargo xtask graph [DESCRIPTION]                  the system as SVG
 //! ```
 
 mod bench;
+mod graph;
 
 use abi::debug_exit::Outcome;
 use image_builder::qemu::{self, Firmware};
@@ -24,7 +26,8 @@ commands:
   image   build everything and write the BIOS and UEFI images
             --release  optimised build
   test    run the host unit tests and the QEMU integration tests
-  bench   boot the release image repeatedly and print timings";
+  bench   print ipcbench's table and boot timings (release images)
+  graph   draw the system description (default system.toml) as SVG";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +40,15 @@ fn main() -> ExitCode {
         "image" => &["--release"],
         _ => &[],
     };
+    if command == "graph" {
+        return match graph::run(options.first().map_or("system.toml", String::as_str)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if !matches!(command.as_str(), "run" | "image" | "test" | "bench") {
         eprintln!("unknown command '{command}'\n\n{USAGE}");
         return ExitCode::FAILURE;
