@@ -26,11 +26,11 @@ fn escape(text: &str) -> String {
 }
 
 fn node(out: &mut String, x: usize, y: usize, title: &str, detail: &str, fill: &str) {
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<rect x=\"{x}\" y=\"{y}\" width=\"{BOX_WIDTH}\" height=\"{BOX_HEIGHT}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\
          <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\">{}</text>\n",
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\">{}</text>",
         x + BOX_WIDTH / 2,
         y + 18,
         escape(title),
@@ -41,10 +41,10 @@ fn node(out: &mut String, x: usize, y: usize, title: &str, detail: &str, fill: &
 }
 
 fn edge(out: &mut String, from: (usize, usize), to: (usize, usize), label: &str, colour: &str) {
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{colour}\" marker-end=\"url(#arrow)\"/>\
-         <text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{colour}\">{}</text>\n",
+         <text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{colour}\">{}</text>",
         from.0,
         from.1,
         to.0,
@@ -58,10 +58,10 @@ fn edge(out: &mut String, from: (usize, usize), to: (usize, usize), label: &str,
 /// A call from one process to another: a curve under the row of boxes.
 fn call(out: &mut String, from: usize, to: usize, y: usize, service: &str) {
     let middle = (from + to) / 2;
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<path d=\"M{from},{y} Q{middle},{} {to},{y}\" fill=\"none\" stroke=\"#1060c0\" marker-end=\"url(#arrow)\"/>\
-         <text x=\"{middle}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#1060c0\">calls {}</text>\n",
+         <text x=\"{middle}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#1060c0\">calls {}</text>",
         y + 80,
         y + 52,
         escape(service)
