@@ -40,7 +40,7 @@ fn shell_commands_work() {
     let mut machine = Machine::boot(&BuildOptions::default(), Firmware::Bios);
     machine.wait_for(READY, BOOT_TIMEOUT);
     // Typed all at once, as `printf ... | cargo xtask run` would.
-    machine.type_text("help\nps\necho hello\nfrobnicate\necx\x7fho edited\n\x1b[A\npoweroff\n");
+    machine.type_text("help\nps\necho hello\nuptime\nmeminfo\nfrobnicate\necx\x7fho edited\n\x1b[A\npoweroff\n");
     let finished = machine.wait_exit(BOOT_TIMEOUT);
     let output = &finished.output;
     assert_contains(
@@ -63,7 +63,22 @@ fn shell_commands_work() {
             "no {name:?} in {table:#?}"
         );
     }
-    assert_contains(output, &["\r\nhello\r\n", "frobnicate: unknown command (try 'help')"]);
+    assert_contains(
+        output,
+        &[
+            "\r\nhello\r\n",
+            "frobnicate: unknown command (try 'help')",
+            "\r\nup 0:00:",
+        ],
+    );
+    assert_contains(
+        output,
+        &[
+            "free, not given to any process: ",
+            "PROCESS          QUOTA      LEFT",
+            "serial",
+        ],
+    );
     // Backspace removed the typo; the up arrow brought the line back.
     assert_eq!(output.matches("\r\nedited\r\n").count(), 2, "output:\n{output}");
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");

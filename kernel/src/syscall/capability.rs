@@ -104,11 +104,15 @@ pub fn remove(
 /// CapabilityIdentify.
 pub fn identify(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
     let (_, found) = capability(objects, caller, arguments.get(0), Rights::empty(), 0)?;
+    let available = match found.object {
+        ObjectRef::Memory(pool) => objects.pools.available(pool),
+        _ => 0,
+    };
     Ok(Completion::Values([
         found.object.object_type() as u64,
         u64::from(found.rights),
         found.badge,
-        0,
+        available,
         0,
     ]))
 }

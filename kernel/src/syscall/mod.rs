@@ -80,6 +80,10 @@ fn run(objects: &mut Objects, caller: ThreadId, syscall: Syscall, arguments: Arg
     match syscall {
         DebugWrite => debug_write(objects, caller, arguments),
         Exit => thread::exit(objects, caller, arguments),
+        Clock => {
+            let ticks = crate::arch::apic::TICKS.load(core::sync::atomic::Ordering::Relaxed);
+            Ok(Completion::Values([ticks, crate::arch::apic::TICK_HZ, 0, 0, 0]))
+        }
         Yield => {
             objects.ipc.scheduler.yield_current();
             Ok(Completion::Done)

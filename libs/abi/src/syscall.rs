@@ -41,6 +41,9 @@ syscalls! {
     Exit = 2,
     /// Gives up the rest of the time slice to threads of equal priority.
     Yield = 3,
+    /// Reads the clock: timer ticks since boot in `rdi`, ticks per second
+    /// in `rsi`.
+    Clock = 4,
 
     /// Sends a message on an endpoint, blocking until a receiver takes it.
     /// 0 = endpoint slot (needs write), 1 = [`MessageTag`](crate::MessageTag),
@@ -88,7 +91,8 @@ syscalls! {
     /// arguments as delete.
     CapabilityRevoke = 34,
     /// Describes a capability: 0 = slot. Returns the object type in `rdi`,
-    /// rights in `rsi`, badge in `rdx`.
+    /// rights in `rsi`, badge in `rdx`, and for a memory pool the bytes it
+    /// has left in `r10` (0 for other objects).
     CapabilityIdentify = 35,
 
     /// Creates an object from a memory pool: 0 = memory slot, 1 =
@@ -168,7 +172,7 @@ mod tests {
     #[test]
     fn zero_and_unknown_numbers_are_not_syscalls() {
         assert_eq!(Syscall::from_number(0), None);
-        assert_eq!(Syscall::from_number(4), None);
+        assert_eq!(Syscall::from_number(5), None);
         assert_eq!(Syscall::from_number(u64::MAX), None);
     }
 }

@@ -74,6 +74,8 @@ pub struct Identity {
     pub rights: Rights,
     /// Its badge (0 if none).
     pub badge: u64,
+    /// For a memory pool, the bytes it has left; 0 for other objects.
+    pub available: u64,
 }
 
 /// Where a capability operation puts its result: a slot of this CSpace, or
@@ -162,11 +164,12 @@ pub fn revoke(target: Destination) -> Result<(), Error> {
 /// # Errors
 /// `EmptySlot` or `InvalidSlot` if there is none.
 pub fn identify(capability: impl Capability) -> Result<Identity, Error> {
-    let [object_type, rights, badge, ..] = call(Syscall::CapabilityIdentify, &[capability.slot().0])?;
+    let [object_type, rights, badge, available, _] = call(Syscall::CapabilityIdentify, &[capability.slot().0])?;
     Ok(Identity {
         object_type: ObjectType::from_number(object_type),
         rights: Rights::from_bits_truncate(rights as u32),
         badge,
+        available,
     })
 }
 

@@ -85,6 +85,14 @@ pub fn debug_write(bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Seconds since boot, by the kernel's timer.
+pub fn uptime_seconds() -> u64 {
+    match call(Syscall::Clock, &[]) {
+        Ok([ticks, per_second, ..]) if per_second > 0 => ticks / per_second,
+        _ => 0,
+    }
+}
+
 /// Gives up the rest of the time slice.
 pub fn yield_now() {
     let _ = call(Syscall::Yield, &[]);

@@ -14,6 +14,8 @@ pub struct Init;
 pub enum InitRequest {
     /// The process table.
     Processes,
+    /// How much memory is free, in all and in each process's pool.
+    Memory,
     /// Stop the system (init exits; the kernel then powers off).
     PowerOff,
 }
@@ -23,6 +25,13 @@ pub enum InitRequest {
 pub enum InitReply {
     /// The process table.
     Processes(Vec<ProcessInfo>),
+    /// Free memory.
+    Memory {
+        /// KiB not yet given to any pool.
+        free_kib: u64,
+        /// Each process's name, quota and what is left of it, in KiB.
+        pools: Vec<(String, u32, u64)>,
+    },
 }
 
 /// One row of the process table.
@@ -53,6 +62,6 @@ impl Protocol for Init {
     type Reply = InitReply;
 
     fn idempotent(request: &InitRequest) -> bool {
-        matches!(request, InitRequest::Processes)
+        !matches!(request, InitRequest::PowerOff)
     }
 }

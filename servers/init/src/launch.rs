@@ -56,7 +56,8 @@ impl<'a> Launcher<'a> {
     ///
     /// # Errors
     /// A message saying what failed.
-    pub fn start(&self, process: &Process, badge: u64, fault_badge: u64) -> Result<(), String> {
+    /// Returns the slot of the process's memory pool (init keeps a copy).
+    pub fn start(&self, process: &Process, badge: u64, fault_badge: u64) -> Result<Slot, String> {
         let failed = |what: &str, error: Error| alloc::format!("{what}: {error:?}");
         let image = self
             .archive
@@ -133,7 +134,7 @@ impl<'a> Launcher<'a> {
                 .map_err(|error| alloc::format!("telling names: {error:?}"))?;
         }
         started.start().map_err(|error| failed("start", error))?;
-        Ok(())
+        Ok(pool.0)
     }
 
     /// Puts the process's interrupt, port and device-memory capabilities

@@ -18,7 +18,8 @@ extern crate alloc;
 mod launch;
 
 use abi::fault::FAULT_LABEL;
-use runtime::capability::Endpoint;
+use alloc::string::String;
+use runtime::capability::{self, Endpoint, Slot};
 use runtime::ipc::{Buffer, Message};
 use runtime::println;
 use service::init::{Init, InitReply, InitRequest, ProcessInfo, ProcessState};
@@ -70,23 +71,39 @@ fn main() -> u64 {
         priority: abi::init::PRIORITY,
         memory_kib: 0,
     }];
+    let mut pools = alloc::vec::Vec::new();
     for (index, process) in description.processes.iter().enumerate() {
         let badge = index as u64 + 1;
         match launcher.start(process, badge, FAULT_BIT | badge) {
-            Ok(()) => table.push(ProcessInfo {
-                name: process.name.clone(),
-                state: ProcessState::Running,
-                priority: process.priority,
-                memory_kib: process.memory_kib,
-            }),
+            Ok(pool) => {
+                pools.push((process.name.clone(), process.memory_kib, pool));
+                table.push(ProcessInfo {
+                    name: process.name.clone(),
+                    state: ProcessState::Running,
+                    priority: process.priority,
+                    memory_kib: process.memory_kib,
+                });
+            }
             Err(error) => println!("init: cannot start '{}': {error}", process.name),
         }
     }
-    serve(launcher.endpoint(), &mut table)
+    serve(launcher.endpoint(), &mut table, &pools)
+}
+
+/// Free memory: init's pool, and what is left of each process's.
+fn memory(pools: &[(String, u32, Slot)]) -> InitReply {
+    let free = |slot: Slot| capability::identify(slot).map_or(0, |identity| identity.available / 1024);
+    InitReply::Memory {
+        free_kib: free(Slot(abi::init::slot::MEMORY)),
+        pools: pools
+            .iter()
+            .map(|(name, quota, slot)| (name.clone(), *quota, free(*slot)))
+            .collect(),
+    }
 }
 
 /// Serves the process table and power-off, and records faults.
-fn serve(endpoint: Endpoint, table: &mut [ProcessInfo]) -> u64 {
+fn serve(endpoint: Endpoint, table: &mut [ProcessInfo], pools: &[(String, u32, Slot)]) -> u64 {
     let buffer = Buffer::main_thread();
     let Ok(mut received) = endpoint.receive() else { return 1 };
     loop {
@@ -109,6 +126,7 @@ fn serve(endpoint: Endpoint, table: &mut [ProcessInfo]) -> u64 {
                     println!("init: powering off");
                     return 0;
                 }
+                Some(InitRequest::Memory) => service::encode_reply::<Init>(&memory(pools), buffer),
                 Some(InitRequest::Processes) => {
                     service::encode_reply::<Init>(&InitReply::Processes(table.to_vec()), buffer)
                 }

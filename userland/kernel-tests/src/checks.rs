@@ -75,6 +75,7 @@ pub fn run_all() -> u32 {
     let mut tally = Tally { passed: 0, failed: 0 };
     tally.check("debug_write rejects bad pointers and lengths", debug_write_errors);
     tally.check("unknown syscall numbers are refused", unknown_syscalls);
+    tally.check("the clock advances", clock);
     tally.check("initial capabilities have their documented types", initial_capabilities);
     tally.check("identify names empty and out-of-range slots", identify_errors);
     tally.check("create makes every object type", create_objects);
@@ -130,10 +131,23 @@ fn debug_write_errors() -> Check {
 }
 
 fn unknown_syscalls() -> Check {
-    for number in [0, 4, 99, u64::MAX] {
+    for number in [0, 5, 99, u64::MAX] {
         expect_error(invoke_number(number, [0; 10]), ErrorKind::UnknownSyscall, None)?;
     }
     Ok(())
+}
+
+fn clock() -> Check {
+    let [start, per_second, ..] = ok(call(Syscall::Clock, &[]), "clock")?;
+    ensure(per_second == 100, &format!("{per_second} ticks per second"))?;
+    for _ in 0..10_000 {
+        let [now, ..] = ok(call(Syscall::Clock, &[]), "clock")?;
+        if now > start {
+            return Ok(());
+        }
+        runtime::syscall::yield_now();
+    }
+    Err(String::from("the tick count never moved"))
 }
 
 fn initial_capabilities() -> Check {
@@ -254,6 +268,10 @@ fn create_errors() -> Check {
 fn pool_quota() -> Check {
     let pool_slot = fresh();
     let pool = ok(MEMORY.create_pool(pool_slot, 16 * 4096), "pool")?;
+    ensure(
+        ok(capability::identify(pool), "identify pool")?.available == 16 * 4096,
+        "a new pool has all its budget",
+    )?;
     let mut made = 0;
     let exhausted = loop {
         match pool.create_frame(fresh()) {
@@ -265,6 +283,10 @@ fn pool_quota() -> Check {
         }
     };
     ensure(made == 16, &format!("a 64 KiB pool paid for {made} frames"))?;
+    ensure(
+        ok(capability::identify(pool), "identify pool")?.available == 0,
+        "a spent pool has nothing left",
+    )?;
     ensure(
         exhausted.kind == ErrorKind::OutOfMemory,
         &format!("exhausted pool said {exhausted:?}"),

@@ -25,6 +25,8 @@ const HELP: &str = "commands:
   help       this list
   ps         the processes, their state, priority and memory quota
   echo TEXT  prints TEXT
+  uptime     time since boot
+  meminfo    free memory, in all and in each process's quota
   poweroff   stops the system
 ";
 
@@ -103,7 +105,33 @@ fn run(command: &str, console: &Console, init: &Client<Init>) {
                 }
                 console.write(&table);
             }
+            Ok(_) => console.write("ps: unexpected reply\n"),
             Err(error) => console.write(&format!("ps: {error:?}\n")),
+        },
+        "uptime" => {
+            let seconds = runtime::syscall::uptime_seconds();
+            console.write(&format!(
+                "up {}:{:02}:{:02}\n",
+                seconds / 3600,
+                seconds / 60 % 60,
+                seconds % 60
+            ));
+        }
+        "meminfo" => match init.call(&InitRequest::Memory) {
+            Ok(InitReply::Memory { free_kib, pools }) => {
+                let mut text =
+                    format!("free, not given to any process: {free_kib} KiB\nPROCESS          QUOTA      LEFT\n");
+                for (name, quota, left) in pools {
+                    text.push_str(&format!(
+                        "{name:<16} {:>9} {:>9}\n",
+                        format!("{quota} KiB"),
+                        format!("{left} KiB")
+                    ));
+                }
+                console.write(&text);
+            }
+            Ok(_) => console.write("meminfo: unexpected reply\n"),
+            Err(error) => console.write(&format!("meminfo: {error:?}\n")),
         },
         "poweroff" => {
             console.write("powering off\n");

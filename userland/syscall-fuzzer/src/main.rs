@@ -60,6 +60,7 @@ impl Random {
 /// only where a counterpart is sure to answer; see `main`.)
 const CHOICES: &[Syscall] = &[
     Syscall::Yield,
+    Syscall::Clock,
     Syscall::SendNonBlocking,
     Syscall::ReceiveNonBlocking,
     Syscall::Reply,
