@@ -11,7 +11,7 @@ struct HeapArea([u8; HEAP_SIZE]);
 
 static mut AREA: HeapArea = HeapArea([0; HEAP_SIZE]);
 
-#[global_allocator]
+#[cfg_attr(target_os = "none", global_allocator)]
 static HEAP: LockedHeap = LockedHeap::empty();
 
 /// Hands the heap area to the allocator; called once before `main`.

@@ -6,7 +6,7 @@
 //! with [`entry!`]:
 //!
 //! ```ignore
-//! #![no_std]
+//! #![cfg_attr(target_os = "none", no_std)]
 //! #![no_main]
 //! runtime::entry!(main);
 //! fn main() -> u64 {
@@ -51,7 +51,9 @@ macro_rules! entry {
 
 // The kernel starts a thread with a 16-byte aligned stack and no return
 // address, arguments in rdi and rsi; call into Rust so it sees the usual
-// ABI alignment.
+// ABI alignment. (Only in the bare-metal build: on the host, where the
+// libraries that use the runtime run their unit tests, std provides these.)
+#[cfg(target_os = "none")]
 core::arch::global_asm!(
     ".global _start",
     "_start:",
@@ -95,6 +97,7 @@ pub fn start_arguments() -> [u64; 2] {
     ]
 }
 
+#[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("panic: {info}");

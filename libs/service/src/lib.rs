@@ -12,7 +12,7 @@
 //! rest through the IPC buffer). A label with [`ERROR_LABEL`] set is an
 //! error reply whose word 0 is an [`ErrorCode`].
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 

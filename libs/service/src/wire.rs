@@ -78,3 +78,93 @@ pub fn decode<T: DeserializeOwned>(message: &Message, buffer: Buffer) -> Option<
 pub fn error(code: ErrorCode) -> Message {
     Message::new(ERROR_LABEL, &[code as u64])
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use alloc::boxed::Box;
+    use alloc::string::String;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Sample {
+        Short(u8),
+        Named { key: String, values: Vec<u32> },
+    }
+
+    /// An IPC buffer on the host heap, standing in for the mapped page.
+    fn buffer() -> (Box<abi::IpcBuffer>, Buffer) {
+        let mut page = Box::new(abi::IpcBuffer {
+            words: [0; MAX_WORDS],
+            send_capabilities: [0; abi::MAX_CAPABILITIES],
+            receive_slots: [0; abi::MAX_CAPABILITIES],
+        });
+        // SAFETY: the page lives as long as the returned box, which each
+        // test keeps beside the handle, and only this thread uses it.
+        let handle = unsafe { Buffer::at(&mut *page as *mut abi::IpcBuffer as u64) };
+        (page, handle)
+    }
+
+    #[test]
+    fn short_messages_travel_in_registers_only() {
+        let (_page, buffer) = buffer();
+        let message = encode(&Sample::Short(7), buffer).unwrap();
+        assert!(usize::from(message.length) <= 8);
+        assert_eq!(decode::<Sample>(&message, buffer), Some(Sample::Short(7)));
+    }
+
+    #[test]
+    fn long_messages_spill_into_the_buffer_and_come_back() {
+        let (_page, buffer) = buffer();
+        let sample = Sample::Named {
+            key: "k".repeat(100),
+            values: (0..150).collect(),
+        };
+        let message = encode(&sample, buffer).unwrap();
+        assert!(usize::from(message.length) > 8, "{} words", message.length);
+        assert_ne!(buffer.word(8), 0, "the buffer holds the words past the registers");
+        assert_eq!(decode::<Sample>(&message, buffer), Some(sample));
+    }
+
+    #[test]
+    fn values_too_big_for_a_message_are_refused() {
+        let (_page, buffer) = buffer();
+        let huge = Sample::Named {
+            key: "x".repeat(MAX_BYTES),
+            values: vec![],
+        };
+        assert!(encode(&huge, buffer).is_none());
+    }
+
+    #[test]
+    fn malformed_messages_never_decode_or_panic() {
+        let (_page, buffer) = buffer();
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for _ in 0..5000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut message = Message::new((seed % 2000) as u32, &[seed, seed >> 3, !seed, seed.rotate_left(9)]);
+            message.length = (seed % 140) as u8;
+            // Whatever the words say, decoding answers Some or None.
+            let _ = decode::<Sample>(&message, buffer);
+        }
+        // A length the words cannot hold is refused outright.
+        let mut lying = encode(&Sample::Short(1), buffer).unwrap();
+        lying.label = 500;
+        assert_eq!(decode::<Sample>(&lying, buffer), None);
+        let garbage = Message::new(16, &[u64::MAX, u64::MAX]);
+        assert_eq!(decode::<Sample>(&garbage, buffer), None);
+    }
+
+    #[test]
+    fn error_replies_carry_their_code() {
+        let reply = error(ErrorCode::Denied);
+        assert_ne!(reply.label & ERROR_LABEL, 0);
+        assert_eq!(ErrorCode::from_word(reply.words[0]), ErrorCode::Denied);
+        assert_eq!(ErrorCode::from_word(99), ErrorCode::Malformed);
+    }
+}
