@@ -18,10 +18,17 @@ fn processes_get_exactly_the_authority_described() {
     );
     assert_eq!(
         output.lines().filter(|line| line.starts_with("PASS")).count(),
-        14,
+        16,
         "output:\n{output}"
     );
-    assert_contains(output, &["authority-probe: all checks passed", "init: powering off"]);
+    assert_contains(
+        output,
+        &[
+            "probe: written through the serial driver",
+            "authority-probe: all checks passed",
+            "init: powering off",
+        ],
+    );
     assert!(!output.contains("KERNEL"), "kernel trouble:\n{output}");
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
 }

@@ -96,6 +96,19 @@ fn main() -> u64 {
         let errored = garbage.is_ok_and(|reply| reply.label & service::ERROR_LABEL != 0);
         all &= report(&format!("{server} answers garbage with an error"), errored);
     }
+    if let Ok(serial) = slots.allocate()
+        && service::names::look_up("serial", serial, buffer).is_ok()
+    {
+        let garbage = Endpoint(serial).call(&Message::new(0x3, &[7, 7, 7]));
+        let errored = garbage.is_ok_and(|reply| reply.label & service::ERROR_LABEL != 0);
+        all &= report("serial answers garbage with an error", errored);
+        let text = alloc::vec::Vec::from(*b"probe: written through the serial driver\r\n");
+        let write = Client::<serial::Serial>::with_endpoint(serial, buffer).call(&serial::Request::Write(text));
+        all &= report(
+            "serial keeps serving after garbage",
+            write == Ok(serial::Reply::Written),
+        );
+    }
     let again = slots
         .allocate()
         .map(|slot| service::names::look_up("key-value", slot, buffer));
