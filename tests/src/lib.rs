@@ -18,8 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long a boot may take before a test gives up. Generous: a test only
-/// waits this long when something is already wrong.
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+/// waits this long when something is already wrong, and a busy machine
+/// (parallel tests, a build beside them) slows emulation several times.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Builds (or reuses) the images for `options`. Builds run one at a time:
 /// they share cargo's output directory.
@@ -183,6 +184,22 @@ impl Drop for Machine {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Asserts that a test program printed exactly `expected` lines starting
+/// with `PASS` and none starting with `FAIL`.
+pub fn assert_checks_passed(output: &str, expected: usize) {
+    let failures: Vec<&str> = output.lines().filter(|line| line.starts_with("FAIL")).collect();
+    assert!(
+        failures.is_empty(),
+        "failed checks:\n{}\n\noutput:\n{output}",
+        failures.join("\n")
+    );
+    let passed = output.lines().filter(|line| line.starts_with("PASS")).count();
+    assert_eq!(
+        passed, expected,
+        "a run with fewer checks stopped early; output:\n{output}"
+    );
 }
 
 /// Asserts that `output` contains every one of `texts`, showing it if not.

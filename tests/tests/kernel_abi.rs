@@ -4,7 +4,7 @@
 
 use abi::debug_exit::Outcome;
 use image_builder::qemu::Firmware;
-use tests::{BOOT_TIMEOUT, Machine, with_system};
+use tests::{BOOT_TIMEOUT, Machine, assert_checks_passed, with_system};
 
 /// The number of checks kernel-tests runs; a run that prints fewer PASS
 /// lines stopped early.
@@ -14,14 +14,7 @@ const CHECKS: usize = 25;
 fn every_syscall_behaves_as_documented() {
     let finished = Machine::boot(&with_system("systems/kernel-tests.toml"), Firmware::Bios).wait_exit(BOOT_TIMEOUT);
     let output = &finished.output;
-    let failures: Vec<&str> = output.lines().filter(|line| line.starts_with("FAIL")).collect();
-    assert!(
-        failures.is_empty(),
-        "failed checks:\n{}\n\noutput:\n{output}",
-        failures.join("\n")
-    );
-    let passed = output.lines().filter(|line| line.starts_with("PASS")).count();
-    assert_eq!(passed, CHECKS, "output:\n{output}");
+    assert_checks_passed(output, CHECKS);
     assert!(
         output.contains(&format!("kernel-tests: {CHECKS} passed, 0 failed")),
         "output:\n{output}"

@@ -4,23 +4,13 @@
 
 use abi::debug_exit::Outcome;
 use image_builder::qemu::Firmware;
-use tests::{BOOT_TIMEOUT, Machine, assert_contains, with_system};
+use tests::{BOOT_TIMEOUT, Machine, assert_checks_passed, assert_contains, with_system};
 
 #[test]
 fn processes_get_exactly_the_authority_described() {
     let finished = Machine::boot(&with_system("systems/services.toml"), Firmware::Bios).wait_exit(BOOT_TIMEOUT);
     let output = &finished.output;
-    let failures: Vec<&str> = output.lines().filter(|line| line.starts_with("FAIL")).collect();
-    assert!(
-        failures.is_empty(),
-        "failed checks:\n{}\n\noutput:\n{output}",
-        failures.join("\n")
-    );
-    assert_eq!(
-        output.lines().filter(|line| line.starts_with("PASS")).count(),
-        16,
-        "output:\n{output}"
-    );
+    assert_checks_passed(output, 16);
     assert_contains(
         output,
         &[

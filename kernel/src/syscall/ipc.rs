@@ -7,13 +7,13 @@
 
 use super::{Arguments, Completion, capability, slot, wrong_type};
 use crate::object::thread::Fault;
-use crate::object::{ObjectRef, Objects};
+use crate::object::{Cap, ObjectRef, Objects};
 use abi::fault::{FAULT_LABEL, FAULT_RESUME};
 use abi::{
     Error, ErrorKind, IPC_BUFFER_RECEIVE_SLOTS_OFFSET, IPC_BUFFER_SEND_CAPABILITIES_OFFSET, MAX_CAPABILITIES,
     MAX_WORDS, MessageTag, REGISTER_WORDS, Rights, Syscall,
 };
-use kernel_core::ipc::{Delivery, IpcError, SendKind, Transfer, TransferKind};
+use kernel_core::ipc::{Delivery, EndpointId, IpcError, NotificationId, SendKind, Transfer, TransferKind};
 use kernel_core::scheduler::ThreadId;
 use x86_64::VirtAddr;
 
@@ -47,6 +47,29 @@ fn checked_tag(objects: &Objects, caller: ThreadId, raw: u64) -> Result<MessageT
     Ok(tag)
 }
 
+/// The endpoint in the caller's slot `index` (argument 0), with `rights`.
+fn endpoint(objects: &Objects, caller: ThreadId, index: u64, rights: Rights) -> Result<(EndpointId, Cap), Error> {
+    let (_, found) = capability(objects, caller, index, rights, 0)?;
+    match found.object {
+        ObjectRef::Endpoint(endpoint) => Ok((endpoint, found)),
+        _ => Err(wrong_type(0)),
+    }
+}
+
+/// The notification in the caller's slot `index` (argument 0), with `rights`.
+fn notification(
+    objects: &Objects,
+    caller: ThreadId,
+    index: u64,
+    rights: Rights,
+) -> Result<(NotificationId, Cap), Error> {
+    let (_, found) = capability(objects, caller, index, rights, 0)?;
+    match found.object {
+        ObjectRef::Notification(notification) => Ok((notification, found)),
+        _ => Err(wrong_type(0)),
+    }
+}
+
 /// Send, SendNonBlocking and Call.
 pub fn send(
     objects: &mut Objects,
@@ -54,10 +77,7 @@ pub fn send(
     syscall: Syscall,
     arguments: Arguments,
 ) -> Result<Completion, Error> {
-    let (_, endpoint_capability) = capability(objects, caller, arguments.get(0), Rights::WRITE, 0)?;
-    let ObjectRef::Endpoint(endpoint) = endpoint_capability.object else {
-        return Err(wrong_type(0));
-    };
+    let (endpoint, endpoint_capability) = endpoint(objects, caller, arguments.get(0), Rights::WRITE)?;
     let tag = checked_tag(objects, caller, arguments.get(1))?;
     let grant = Rights::from_bits_truncate(endpoint_capability.rights).contains(Rights::GRANT);
     if tag.capabilities > 0 && !grant {
@@ -93,10 +113,7 @@ pub fn receive(
     blocking: bool,
     arguments: Arguments,
 ) -> Result<Completion, Error> {
-    let (_, endpoint_capability) = capability(objects, caller, arguments.get(0), Rights::READ, 0)?;
-    let ObjectRef::Endpoint(endpoint) = endpoint_capability.object else {
-        return Err(wrong_type(0));
-    };
+    let (endpoint, _) = endpoint(objects, caller, arguments.get(0), Rights::READ)?;
     let delivery = objects.ipc.receive(caller, endpoint, blocking).map_err(ipc_error)?;
     objects.deliver_peer_died();
     if let Delivery::Delivered(transfer) = delivery {
@@ -116,10 +133,7 @@ pub fn reply(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> R
 /// ReplyReceive: a reply that cannot be delivered (no call, or the caller
 /// died) is dropped, so a server loop never stalls on a dead client.
 pub fn reply_receive(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
-    let (_, endpoint_capability) = capability(objects, caller, arguments.get(0), Rights::READ, 0)?;
-    let ObjectRef::Endpoint(_) = endpoint_capability.object else {
-        return Err(wrong_type(0));
-    };
+    endpoint(objects, caller, arguments.get(0), Rights::READ)?;
     checked_tag(objects, caller, arguments.get(1))?;
     if let Ok(transfer) = objects.ipc.reply(caller) {
         deliver(objects, transfer);
@@ -129,16 +143,13 @@ pub fn reply_receive(objects: &mut Objects, caller: ThreadId, arguments: Argumen
 
 /// Signal.
 pub fn signal(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
-    let (_, notification_capability) = capability(objects, caller, arguments.get(0), Rights::WRITE, 0)?;
-    let ObjectRef::Notification(notification) = notification_capability.object else {
-        return Err(wrong_type(0));
-    };
+    let (notification, notification_capability) = notification(objects, caller, arguments.get(0), Rights::WRITE)?;
     signal_notification(objects, notification, notification_capability.badge);
     Ok(Completion::Done)
 }
 
 /// Signals a notification and hands the word to a thread it wakes.
-pub fn signal_notification(objects: &mut Objects, notification: kernel_core::ipc::NotificationId, badge: u64) {
+pub fn signal_notification(objects: &mut Objects, notification: NotificationId, badge: u64) {
     if let Ok(Some((thread, word))) = objects.ipc.signal(notification, badge)
         && let Some(thread) = objects.threads.get_mut(thread.0)
     {
@@ -154,10 +165,7 @@ pub fn wait(
     blocking: bool,
     arguments: Arguments,
 ) -> Result<Completion, Error> {
-    let (_, notification_capability) = capability(objects, caller, arguments.get(0), Rights::READ, 0)?;
-    let ObjectRef::Notification(notification) = notification_capability.object else {
-        return Err(wrong_type(0));
-    };
+    let (notification, _) = notification(objects, caller, arguments.get(0), Rights::READ)?;
     match objects.ipc.wait(caller, notification, blocking).map_err(ipc_error)? {
         Some(word) => Ok(Completion::Values([word, 0, 0, 0, 0])),
         None => Ok(Completion::Handled),
