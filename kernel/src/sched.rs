@@ -2,11 +2,13 @@
 //! when there is none; and what happens when a thread ends.
 //!
 //! The choice itself is `kernel_core::scheduler`'s; this module loads the
-//! chosen thread's FPU state, address space and saved registers. The
+//! chosen thread's address space and saved registers. FPU registers move
+//! lazily: they stay with the last thread that used them until another
+//! thread's first FPU instruction traps (`device not available`). The
 //! system lives as long as init: when init ends, the kernel reports how and
 //! stops the machine.
 
-use crate::arch::{apic, entry, percpu, power};
+use crate::arch::{apic, entry, fpu, percpu, power};
 use crate::object::{self, Objects};
 use abi::debug_exit::Outcome;
 use core::sync::atomic::Ordering;
@@ -88,13 +90,11 @@ fn switch_to(objects: &mut Objects, thread: ThreadId) {
     if objects.on_cpu == Some(thread) {
         return;
     }
-    if let Some(previous) = objects.on_cpu.and_then(|previous| objects.threads.get_mut(previous.0)) {
-        previous.fpu.save();
-    }
     let Some(next) = objects.threads.get(thread.0) else {
         return;
     };
-    next.fpu.restore();
+    // The FPU keeps its owner's registers until another thread uses it.
+    fpu::trap_next_use(objects.fpu_owner != Some(thread));
     if let Some(space) = next.address_space.and_then(|space| objects.address_spaces.get(space)) {
         let root = space.root();
         if Cr3::read().0 != root {

@@ -13,6 +13,7 @@ pub mod irq;
 pub mod memory;
 pub mod thread;
 
+use crate::arch::fpu;
 use abi::{ObjectType, Rights};
 use address_space::AddressSpace;
 use alloc::boxed::Box;
@@ -117,6 +118,8 @@ pub struct Objects {
     pub on_cpu: Option<ThreadId>,
     /// The first thread; the system stops when it ends.
     pub init: Option<ThreadId>,
+    /// The thread whose registers the FPU holds.
+    pub fpu_owner: Option<ThreadId>,
 }
 
 /// Built at compile time: the tables are large enough that building them
@@ -133,6 +136,7 @@ static OBJECTS: Mutex<Objects> = Mutex::new(Objects {
     irqs: irq::IrqTable::new(),
     on_cpu: None,
     init: None,
+    fpu_owner: None,
 });
 
 /// Runs `f` with the kernel's objects, under the big kernel lock.
@@ -205,6 +209,9 @@ impl Objects {
         if self.on_cpu == Some(id) {
             self.on_cpu = None;
         }
+        if self.fpu_owner == Some(id) {
+            self.fpu_owner = None;
+        }
         let Some(thread) = self.threads.remove(id.0) else {
             return Vec::new();
         };
@@ -221,6 +228,22 @@ impl Objects {
                 thread.context.rax = status;
             }
         }
+    }
+
+    /// Gives the FPU to `thread`: saves the owner's registers, loads the
+    /// thread's, and stops trapping FPU use.
+    pub fn take_fpu(&mut self, thread: ThreadId) {
+        fpu::trap_next_use(false);
+        if self.fpu_owner == Some(thread) {
+            return;
+        }
+        if let Some(owner) = self.fpu_owner.and_then(|owner| self.threads.get_mut(owner.0)) {
+            owner.fpu.save();
+        }
+        if let Some(next) = self.threads.get(thread.0) {
+            next.fpu.restore();
+        }
+        self.fpu_owner = Some(thread);
     }
 
     /// Deletes the capability in `slot` and takes down its object if that

@@ -92,6 +92,7 @@ pub fn run_all() -> u32 {
     tally.check("notifications: signal, poll, wait", notifications);
     tally.check("notification rights are enforced", notification_errors);
     tally.check("thread registers, priority and state checks", thread_control);
+    tally.check("each thread keeps its own SSE registers", sse_registers_per_thread);
     tally.check("IPC between threads: call, reply, badges", ipc_same_address_space);
     tally.check("non-blocking IPC and reply without a call", ipc_non_blocking);
     tally.check("a blocking send waits for its receiver", ipc_blocking_send);
@@ -617,6 +618,49 @@ fn thread_control() -> Check {
     SPIN.store(1, Ordering::Relaxed);
     ok(capability::delete(Destination::own(running.0)), "delete thread")?;
     expect_error(OWN_THREAD.set_priority(255), ErrorKind::PriorityTooHigh, Some(1))
+}
+
+/// Puts `value` in xmm0, yields `rounds` times, and returns what xmm0 then
+/// holds: the value, if the kernel kept this thread's SSE registers.
+fn sse_survives_yields(value: u64, rounds: u32) -> u64 {
+    // SAFETY: moves a value into and out of xmm0, which nothing else in
+    // this program uses (it is built without SSE); no memory is touched.
+    unsafe { core::arch::asm!("movq xmm0, {value}", value = in(reg) value, options(nomem, nostack)) };
+    for _ in 0..rounds {
+        runtime::syscall::yield_now();
+    }
+    let read: u64;
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("movq {read}, xmm0", read = out(reg) read, options(nomem, nostack)) };
+    read
+}
+
+fn sse_registers_per_thread() -> Check {
+    static SEEN: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    for (index, value) in [0x1111_2222_3333_4444u64, 0x5555_6666_7777_8888]
+        .into_iter()
+        .enumerate()
+    {
+        ok(
+            thread_spawner(abi::init::PRIORITY).spawn(move |_| {
+                SEEN[index].store(sse_survives_yields(value, 50), Ordering::SeqCst);
+                0
+            }),
+            "spawn",
+        )?;
+    }
+    let own = sse_survives_yields(0x9999_aaaa_bbbb_cccc, 60);
+    for _ in 0..1000 {
+        if SEEN.iter().all(|seen| seen.load(Ordering::SeqCst) != 0) {
+            break;
+        }
+        runtime::syscall::yield_now();
+    }
+    let seen = [SEEN[0].load(Ordering::SeqCst), SEEN[1].load(Ordering::SeqCst)];
+    ensure(
+        own == 0x9999_aaaa_bbbb_cccc && seen == [0x1111_2222_3333_4444, 0x5555_6666_7777_8888],
+        &format!("xmm0 read back as {own:#x} and {seen:x?}"),
+    )
 }
 
 /// Starts a thread serving `endpoint` as the echo server does.

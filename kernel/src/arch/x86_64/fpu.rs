@@ -1,4 +1,5 @@
-//! x87/SSE: switched on at boot, saved and restored per thread.
+//! x87/SSE: switched on at boot, saved and restored per thread, lazily:
+//! only when a thread that does not own the FPU uses it.
 
 use core::arch::asm;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
@@ -18,6 +19,21 @@ pub fn init() {
             flags.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
         });
         Cr4::update(|flags| flags.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
+    }
+}
+
+/// Makes the next x87/SSE instruction trap with `device not available`
+/// (CR0.TS), or stops it doing so.
+pub fn trap_next_use(trap: bool) {
+    let on = Cr0::read().contains(Cr0Flags::TASK_SWITCHED);
+    if on == trap {
+        return;
+    }
+    // SAFETY: TS only decides whether FPU instructions trap; the kernel
+    // itself uses none (it is built without SSE), and FXSAVE/FXRSTOR run
+    // only after `trap_next_use(false)`.
+    unsafe {
+        Cr0::update(|flags| flags.set(Cr0Flags::TASK_SWITCHED, trap));
     }
 }
 

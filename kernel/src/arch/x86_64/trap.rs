@@ -86,6 +86,12 @@ pub extern "C" fn trap_from_user(frame: *const TrapFrame) -> ! {
             write_emergency(format_args!("FATAL: {} while in user mode\n", exception_name(vector)));
             power::exit(Outcome::KernelPanic)
         }
+        // First FPU use since a thread switch: hand the FPU over.
+        7 => object::with(|objects| {
+            if let Some(thread) = objects.on_cpu {
+                objects.take_fpu(thread);
+            }
+        }),
         0..=31 => {
             let address = if vector == 14 { Cr2::read_raw() } else { 0 };
             object::with(|objects| {
