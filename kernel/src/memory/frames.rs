@@ -83,12 +83,18 @@ pub fn allocate_zeroed() -> Option<PhysFrame> {
     Some(frame)
 }
 
-/// Returns a frame to the allocator.
+/// Returns a frame to the allocator. The caller must no longer use it.
 ///
 /// # Panics
 /// On a double free or a frame the allocator never owned: kernel bookkeeping
 /// is broken and continuing would hand one frame out twice.
 pub fn free(frame: PhysFrame) {
+    // Debug builds poison what they free, so a use after free (a page
+    // table still loaded, a mapping left behind) fails at once, not later.
+    if cfg!(debug_assertions) {
+        // SAFETY: the caller gives the frame up; nothing may use it now.
+        unsafe { super::frame_bytes(frame) }.fill(0xa5);
+    }
     if let Some(allocator) = FRAMES.lock().as_mut()
         && let Err(error) = allocator.free(frame.start_address().as_u64())
     {

@@ -13,7 +13,7 @@ pub mod irq;
 pub mod memory;
 pub mod thread;
 
-use crate::arch::fpu;
+use crate::arch::{fpu, paging};
 use abi::{ObjectType, Rights};
 use address_space::AddressSpace;
 use alloc::boxed::Box;
@@ -154,6 +154,9 @@ impl Objects {
                 ObjectRef::Thread(thread) => pending.extend(self.destroy_thread(thread)),
                 ObjectRef::AddressSpace(id) => {
                     if let Some(space) = self.address_spaces.remove(id) {
+                        // A thread can take its own address space down (its
+                        // last capability deleted with it): leave it first.
+                        paging::leave_if_loaded(space.root());
                         for (address, frame) in space.frame_mappings() {
                             if let Some(frame) = self.frames.get_mut(frame) {
                                 frame.forget_mapping(id, address);

@@ -1,7 +1,9 @@
 //! The checks, one function per area of the ABI. Each prints `PASS name`
 //! or `FAIL name: why`; the run ends with `kernel-tests: N passed, M failed`.
 
-use crate::roles::{CHILD_ENDPOINT, LABEL_IDENTIFY, LABEL_QUIT, LABEL_SUM, Role, UNMAPPED};
+use crate::roles::{
+    CHILD_ENDPOINT, CHILD_OWN_ADDRESS_SPACE, CHILD_OWN_THREAD, LABEL_IDENTIFY, LABEL_QUIT, LABEL_SUM, Role, UNMAPPED,
+};
 use abi::init::slot;
 use abi::{Error, ErrorKind, ObjectType, Rights, Syscall, fault};
 use alloc::format;
@@ -106,6 +108,7 @@ pub fn run_all() -> u32 {
     );
     tally.check("a reply to a caller that died fails with PeerDied", peer_died_on_reply);
     tally.check("faults are IPC: a user-space pager maps and resumes", faults_as_ipc);
+    tally.check("a thread may destroy its own address space and itself", self_destruct);
     tally.check("interrupts arrive as notifications (RTC, line 8)", interrupts);
     tally.check(
         "port and device-memory capabilities are checked",
@@ -965,6 +968,33 @@ fn faults_as_ipc() -> Check {
     )?;
     ok(runtime::ipc::reply(&Message::new(0, &[])), "release the child")?;
     Ok(())
+}
+
+fn self_destruct() -> Check {
+    let endpoint = ok(MEMORY.create_endpoint(fresh()), "endpoint")?;
+    let child = spawner()
+        .spawn(own_image()?, [Role::SelfDestruct as u64, 0])
+        .map_err(|error| format!("spawn: {error:?}"))?;
+    let give = |source: Slot, slot: Slot| capability::copy(source, Destination::in_cspace(child.cspace, slot.0));
+    ok(give(endpoint.0, CHILD_ENDPOINT), "endpoint")?;
+    ok(give(child.address_space.0, CHILD_OWN_ADDRESS_SPACE), "address space")?;
+    ok(give(child.thread.0, CHILD_OWN_THREAD), "thread")?;
+    ok(child.start(), "start")?;
+    // From here the child holds the last capabilities to its thread and
+    // address space (its CSpace lives on in the thread's own references).
+    for slot in [child.address_space.0, child.thread.0, child.cspace.0] {
+        ok(capability::delete(Destination::own(slot)), "drop our copy")?;
+    }
+    let report = ok(endpoint.receive(), "the child's last words")?;
+    ensure(
+        report.message.label == Role::SelfDestruct as u32,
+        "the child reported before destroying itself",
+    )?;
+    for _ in 0..20 {
+        runtime::syscall::yield_now();
+    }
+    // The kernel carried on: objects can still be made, used and dropped.
+    create_objects()
 }
 
 fn interrupts() -> Check {

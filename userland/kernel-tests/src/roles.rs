@@ -28,7 +28,15 @@ pub enum Role {
     /// Writes to an unmapped address (so its pager must map it), then
     /// reports the value it reads back.
     PagedWriter = 0x1001,
+    /// Deletes the last capabilities to its own address space and thread,
+    /// so the kernel takes both down while the thread is running.
+    SelfDestruct = 0x1002,
 }
+
+/// Where a self-destructing child finds its own address space and thread.
+pub const CHILD_OWN_ADDRESS_SPACE: Slot = Slot(3);
+/// See [`CHILD_OWN_ADDRESS_SPACE`].
+pub const CHILD_OWN_THREAD: Slot = Slot(4);
 
 impl Role {
     /// The role `argument` names.
@@ -36,6 +44,7 @@ impl Role {
         match argument {
             0x1000 => Some(Self::EchoServer),
             0x1001 => Some(Self::PagedWriter),
+            0x1002 => Some(Self::SelfDestruct),
             _ => None,
         }
     }
@@ -48,6 +57,13 @@ impl Role {
         match self {
             Self::EchoServer => echo_server(Endpoint(CHILD_ENDPOINT), buffer),
             Self::PagedWriter => paged_writer(argument),
+            Self::SelfDestruct => {
+                let _ = Endpoint(CHILD_ENDPOINT).send(&Message::new(Self::SelfDestruct as u32, &[]));
+                let _ = capability::delete(capability::Destination::own(CHILD_OWN_ADDRESS_SPACE));
+                let _ = capability::delete(capability::Destination::own(CHILD_OWN_THREAD));
+                // Not reached: the thread died with its last capability.
+                4
+            }
         }
     }
 }

@@ -96,6 +96,18 @@ pub fn map_device(physical: PhysAddr, size: u64) -> VirtAddr {
     VirtAddr::new(start + offset)
 }
 
+/// Switches to the kernel's own page tables if `root` is the one loaded,
+/// so that `root` can be freed.
+pub fn leave_if_loaded(root: PhysFrame) {
+    let (loaded, flags) = Cr3::read();
+    if loaded == root {
+        // SAFETY: the kernel root maps the whole kernel half, which is all
+        // the kernel uses; user memory is not touched until the next thread
+        // is loaded with its own root.
+        unsafe { Cr3::write(kernel_root(), flags) };
+    }
+}
+
 /// Looks up the frame and flags behind a virtual address in `root`.
 pub fn translate(root: PhysFrame, address: VirtAddr) -> Option<(PhysAddr, PageTableFlags)> {
     // SAFETY: a read-only walk of a live table; nothing edits it meanwhile.
