@@ -88,6 +88,36 @@ impl<'a> FrameAllocator<'a> {
         Some(frame * FRAME_SIZE)
     }
 
+    /// Allocates `count` physically consecutive frames (for device DMA) and
+    /// returns the first one's address; `None` if no run that long is free.
+    /// First fit: O(frames tracked).
+    pub fn allocate_contiguous(&mut self, count: u64) -> Option<u64> {
+        if count == 0 {
+            return None;
+        }
+        let limit = self.bitmap.len() as u64 * 64;
+        let mut start = 0;
+        let mut run = 0;
+        for frame in 0..limit {
+            if self.is_free(frame) {
+                if run == 0 {
+                    start = frame;
+                }
+                run += 1;
+                if run == count {
+                    for taken in start..start + count {
+                        self.set_free(taken, false);
+                    }
+                    self.free_frames -= count;
+                    return Some(start * FRAME_SIZE);
+                }
+            } else {
+                run = 0;
+            }
+        }
+        None
+    }
+
     /// Returns a frame to the allocator.
     ///
     /// # Errors
@@ -194,6 +224,27 @@ mod tests {
         assert_eq!(allocator.free(frames[70]), Err(FreeError::AlreadyFree));
         assert_eq!(allocator.allocate(), Some(frames[70]));
         assert_eq!(allocator.allocate(), Some(200 * FRAME_SIZE));
+    }
+
+    #[test]
+    fn contiguous_runs_skip_holes_and_come_back() {
+        let mut bitmap = bitmap_for(0x10_0000);
+        let regions = [0x0..0x3000, 0x4000..0x9000];
+        let mut allocator = FrameAllocator::new(&mut bitmap, regions.iter().cloned(), 0..0);
+        assert_eq!(
+            allocator.allocate_contiguous(4),
+            Some(0x4000),
+            "the first run of 4 is after the hole"
+        );
+        assert_eq!(allocator.free_frames(), 4);
+        assert_eq!(allocator.allocate_contiguous(4), None);
+        assert_eq!(allocator.allocate_contiguous(0), None);
+        assert_eq!(allocator.allocate_contiguous(3), Some(0x0));
+        for frame in [0x4000, 0x5000, 0x6000, 0x7000] {
+            allocator.free(frame).unwrap();
+        }
+        assert_eq!(allocator.allocate_contiguous(5), Some(0x4000));
+        assert_eq!(allocator.free_frames(), 0);
     }
 
     #[test]

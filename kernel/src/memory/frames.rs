@@ -83,6 +83,19 @@ pub fn allocate_zeroed() -> Option<PhysFrame> {
     Some(frame)
 }
 
+/// Allocates `count` physically consecutive zeroed frames (for device DMA);
+/// returns the first.
+pub fn allocate_contiguous_zeroed(count: u64) -> Option<PhysFrame> {
+    let address = FRAMES.lock().as_mut()?.allocate_contiguous(count)?;
+    let first = PhysFrame::containing_address(PhysAddr::new(address));
+    for index in 0..count {
+        // SAFETY: the allocator just handed these frames out, so nothing
+        // else refers to them.
+        unsafe { super::frame_bytes(first + index) }.fill(0);
+    }
+    Some(first)
+}
+
 /// Returns a frame to the allocator. The caller must no longer use it.
 ///
 /// # Panics

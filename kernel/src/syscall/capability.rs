@@ -108,11 +108,18 @@ pub fn identify(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -
         ObjectRef::Memory(pool) => objects.pools.available(pool),
         _ => 0,
     };
+    let physical = match found.object {
+        ObjectRef::Frame(frame) => objects
+            .frames
+            .get(frame)
+            .map_or(0, |frame| frame.physical().start_address().as_u64()),
+        _ => 0,
+    };
     Ok(Completion::Values([
         found.object.object_type() as u64,
         u64::from(found.rights),
         found.badge,
         available,
-        0,
+        physical,
     ]))
 }

@@ -31,6 +31,9 @@ pub fn create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> 
     let kind = ObjectType::from_number(arguments.get(1)).ok_or(Error::in_argument(ErrorKind::InvalidArgument, 1))?;
     let destination = empty_slot(objects, caller, arguments.get(2), 2)?;
     let size = arguments.get(3);
+    if kind == ObjectType::Frame && size > 1 {
+        return create_contiguous_frames(objects, caller, (pool_slot, pool), arguments.get(2), size);
+    }
     let out_of_memory = Error::new(ErrorKind::OutOfMemory);
     let cost = match kind {
         ObjectType::Thread => THREAD_COST,
@@ -113,6 +116,54 @@ pub fn create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> 
     {
         objects.destroy(alloc::vec![object]);
         return Err(Error::new(ErrorKind::InvalidState));
+    }
+    Ok(Completion::Done)
+}
+
+/// The most frames one Create makes for DMA.
+const MAX_CONTIGUOUS_FRAMES: u64 = 256;
+
+/// Create of `count` physically consecutive frames, in the caller's slots
+/// `first..first + count`.
+fn create_contiguous_frames(
+    objects: &mut Objects,
+    caller: ThreadId,
+    (pool_slot, pool): (kernel_core::capability_table::SlotRef, u32),
+    first: u64,
+    count: u64,
+) -> Result<Completion, Error> {
+    if count > MAX_CONTIGUOUS_FRAMES {
+        return Err(Error::in_argument(ErrorKind::InvalidArgument, 3));
+    }
+    let mut destinations = alloc::vec::Vec::new();
+    for index in 0..count {
+        let slot = first
+            .checked_add(index)
+            .ok_or(Error::in_argument(ErrorKind::InvalidSlot, 2))?;
+        destinations.push(empty_slot(objects, caller, slot, 2)?);
+    }
+    let cost = count * FRAME_COST;
+    objects
+        .pools
+        .charge(pool, cost)
+        .map_err(|_| Error::new(ErrorKind::OutOfMemory))?;
+    let Some(run) = frames::allocate_contiguous_zeroed(count) else {
+        objects.pools.refund(Some(pool), cost);
+        return Err(Error::new(ErrorKind::OutOfMemory));
+    };
+    for (page, destination) in (0..count).map(|index| run + index).zip(destinations) {
+        // Each frame is its own object, refunded and freed on its own.
+        match objects.frames.insert(Frame::ram(page, pool)) {
+            Some(id) => {
+                let _ = objects
+                    .capabilities
+                    .insert_child(pool_slot, destination, original(ObjectRef::Frame(id)));
+            }
+            None => {
+                frames::free(page);
+                objects.pools.refund(Some(pool), FRAME_COST);
+            }
+        }
     }
     Ok(Completion::Done)
 }

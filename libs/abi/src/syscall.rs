@@ -91,13 +91,16 @@ syscalls! {
     /// arguments as delete.
     CapabilityRevoke = 34,
     /// Describes a capability: 0 = slot. Returns the object type in `rdi`,
-    /// rights in `rsi`, badge in `rdx`, and for a memory pool the bytes it
-    /// has left in `r10` (0 for other objects).
+    /// rights in `rsi`, badge in `rdx`, for a memory pool the bytes it has
+    /// left in `r10`, and for a frame its physical address in `r8` (for
+    /// device DMA); 0 where these do not apply.
     CapabilityIdentify = 35,
 
     /// Creates an object from a memory pool: 0 = memory slot, 1 =
     /// [`ObjectType`](crate::ObjectType), 2 = destination slot, 3 = size
-    /// (slots of a CSpace, bytes of a sub-pool; else ignored).
+    /// (slots of a CSpace, bytes of a sub-pool, and for frames a count:
+    /// more than one makes that many physically consecutive frames, for
+    /// device DMA, in as many consecutive slots from the destination).
     Create = 40,
     /// Maps a frame: 0 = address-space slot, 1 = frame slot, 2 = virtual
     /// address (page-aligned, user half), 3 = rights (read, and optionally

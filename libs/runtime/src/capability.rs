@@ -76,6 +76,8 @@ pub struct Identity {
     pub badge: u64,
     /// For a memory pool, the bytes it has left; 0 for other objects.
     pub available: u64,
+    /// For a frame, its physical address (for device DMA); 0 otherwise.
+    pub physical: u64,
 }
 
 /// Where a capability operation puts its result: a slot of this CSpace, or
@@ -164,12 +166,13 @@ pub fn revoke(target: Destination) -> Result<(), Error> {
 /// # Errors
 /// `EmptySlot` or `InvalidSlot` if there is none.
 pub fn identify(capability: impl Capability) -> Result<Identity, Error> {
-    let [object_type, rights, badge, available, _] = call(Syscall::CapabilityIdentify, &[capability.slot().0])?;
+    let [object_type, rights, badge, available, physical] = call(Syscall::CapabilityIdentify, &[capability.slot().0])?;
     Ok(Identity {
         object_type: ObjectType::from_number(object_type),
         rights: Rights::from_bits_truncate(rights as u32),
         badge,
         available,
+        physical,
     })
 }
 

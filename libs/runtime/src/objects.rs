@@ -66,6 +66,16 @@ impl Memory {
             .map(|()| Frame(destination))
     }
 
+    /// Makes `count` physically consecutive frames (for device DMA) in
+    /// slots `first..first + count`; returns the first.
+    ///
+    /// # Errors
+    /// As [`Memory::create_thread`]; `OutOfMemory` also when no run of
+    /// free pages is that long.
+    pub fn create_contiguous_frames(self, first: Slot, count: u64) -> Result<Frame, Error> {
+        self.create(ObjectType::Frame, first, count).map(|()| Frame(first))
+    }
+
     /// Makes a pool of `bytes`, paid for by this one.
     ///
     /// # Errors

@@ -90,6 +90,7 @@ pub fn run_all() -> u32 {
         revoke_across_cspaces,
     );
     tally.check("map shares frames; unmap removes them", map_and_unmap);
+    tally.check("frames for DMA are physically consecutive", contiguous_frames);
     tally.check("map checks address, rights and overlap", map_errors);
     tally.check("notifications: signal, poll, wait", notifications);
     tally.check("notification rights are enforced", notification_errors);
@@ -454,6 +455,38 @@ fn map_and_unmap() -> Check {
     let zero = unsafe { (first as *const u64).read_volatile() };
     ok(OWN_SPACE.unmap(first), "unmap fresh")?;
     ensure(zero == 0, "new frames are zeroed")
+}
+
+fn contiguous_frames() -> Check {
+    let first = fresh();
+    for _ in 1..4 {
+        fresh();
+    }
+    ok(MEMORY.create_contiguous_frames(first, 4), "four consecutive frames")?;
+    let base = ok(capability::identify(first), "identify")?.physical;
+    ensure(base != 0 && base % 4096 == 0, &format!("physical address {base:#x}"))?;
+    for index in 1..4 {
+        let physical = ok(capability::identify(Slot(first.0 + index)), "identify")?.physical;
+        ensure(
+            physical == base + index * 4096,
+            &format!("frame {index} at {physical:#x}, first at {base:#x}"),
+        )?;
+    }
+    // Every destination slot must be empty and exist.
+    let occupied = MEMORY.create_contiguous_frames(Slot(first.0 + 2), 4);
+    expect_error(occupied, ErrorKind::SlotOccupied, Some(2))?;
+    let past_the_end = MEMORY.create_contiguous_frames(Slot(abi::init::CSPACE_SLOTS - 2), 4);
+    expect_error(past_the_end, ErrorKind::InvalidSlot, Some(2))?;
+    let too_many = call(
+        Syscall::Create,
+        &[MEMORY.0.0, ObjectType::Frame as u64, fresh().0, 100_000],
+    );
+    expect_error(too_many, ErrorKind::InvalidArgument, Some(3))?;
+    // Other objects have no physical address to show.
+    ensure(
+        ok(capability::identify(MEMORY), "identify pool")?.physical == 0,
+        "a pool has no address",
+    )
 }
 
 fn map_errors() -> Check {
