@@ -40,7 +40,7 @@ fn shell_commands_work() {
     let mut machine = Machine::boot(&BuildOptions::default(), Firmware::Bios);
     machine.wait_for(READY, BOOT_TIMEOUT);
     // Typed all at once, as `printf ... | cargo xtask run` would.
-    machine.type_text("help\nps\necho hello\nuptime\nmeminfo\nfrobnicate\necx\x7fho edited\n\x1b[A\npoweroff\n");
+    machine.type_text("help\nps\necho hello\nuptime\nmeminfo\nlspci\nfrobnicate\necx\x7fho edited\n\x1b[A\npoweroff\n");
     let finished = machine.wait_exit(BOOT_TIMEOUT);
     let output = &finished.output;
     assert_contains(
@@ -55,9 +55,9 @@ fn shell_commands_work() {
     let table: Vec<&str> = output
         .lines()
         .skip_while(|line| !line.starts_with("NAME"))
-        .take(5)
+        .take(6)
         .collect();
-    for name in ["init ", "names ", "serial ", "shell "] {
+    for name in ["init ", "names ", "serial ", "pci ", "shell "] {
         assert!(
             table.iter().any(|row| row.starts_with(name) && row.contains("running")),
             "no {name:?} in {table:#?}"
@@ -77,6 +77,14 @@ fn shell_commands_work() {
             "free, not given to any process: ",
             "PROCESS          QUOTA      LEFT",
             "serial",
+        ],
+    );
+    // The i440FX host bridge and the PIIX3 IDE controller with its port BAR.
+    assert_contains(
+        output,
+        &[
+            "00:00.0 8086:1237 class 06.00.00",
+            "00:01.1 8086:7010 class 01.01.80 ports 0x",
         ],
     );
     // Backspace removed the typo; the up arrow brought the line back.

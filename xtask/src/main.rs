@@ -126,7 +126,14 @@ fn test() -> Result<ExitCode, String> {
         qemu::check_tools(firmware).map_err(|error| error.to_string())?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
-    for step in [&["test"][..], &["test", "--package", "tests"][..]] {
+    // Host unit tests, the protocol libraries of the servers (their binaries
+    // build only for the bare-metal target), then the QEMU tests.
+    let steps: [&[&str]; 3] = [
+        &["test"],
+        &["test", "--lib", "--package", "pci"],
+        &["test", "--package", "tests"],
+    ];
+    for step in steps {
         let status = Command::new(&cargo)
             .current_dir(workspace_root())
             .args(step)

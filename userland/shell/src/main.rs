@@ -12,6 +12,7 @@ mod line;
 
 use alloc::format;
 use alloc::string::String;
+use pci::Pci;
 use runtime::capability::Slots;
 use runtime::ipc::Buffer;
 use serial::{Reply, Request, Serial};
@@ -27,12 +28,14 @@ const HELP: &str = "commands:
   echo TEXT  prints TEXT
   uptime     time since boot
   meminfo    free memory, in all and in each process's quota
+  lspci      the devices on the PCI bus
   poweroff   stops the system
 ";
 
 /// The console, through the serial driver.
 pub struct Console {
     serial: Client<Serial>,
+    buffer: Buffer,
 }
 
 impl Console {
@@ -68,18 +71,52 @@ fn main() -> u64 {
         runtime::println!("shell: no serial service");
         return 1;
     };
-    let console = Console { serial };
+    let console = Console { serial, buffer };
     let init = Client::<Init>::with_endpoint(slot::INIT, buffer);
     console.write("shell: type 'help' for the commands\n");
     let mut editor = line::Editor::new();
     loop {
         console.write("> ");
         let command = editor.read_line(&console);
-        run(command.trim(), &console, &init);
+        run(command.trim(), &console, &init, &slots);
     }
 }
 
-fn run(command: &str, console: &Console, init: &Client<Init>) {
+/// Lists the PCI devices, asking the pci server.
+fn lspci(console: &Console, slots: &Slots) {
+    let client = slots
+        .allocate()
+        .ok()
+        .and_then(|slot| Client::<Pci>::connect(slot, console.buffer).ok());
+    let Some(client) = client else {
+        console.write("lspci: no pci service\n");
+        return;
+    };
+    match client.call(&pci::Request::Devices) {
+        Ok(pci::Reply::Devices(devices)) => {
+            let mut text = String::new();
+            for device in devices {
+                let address = device.address;
+                let [class, subclass, interface] = device.class;
+                text.push_str(&format!(
+                    "{:02x}:{:02x}.{} {:04x}:{:04x} class {class:02x}.{subclass:02x}.{interface:02x}",
+                    address.bus, address.device, address.function, device.vendor, device.device
+                ));
+                for bar in device.bars {
+                    match bar {
+                        pci::Bar::Ports { base, .. } => text.push_str(&format!(" ports {base:#x}")),
+                        pci::Bar::Memory { base, .. } => text.push_str(&format!(" memory {base:#x}")),
+                    }
+                }
+                text.push('\n');
+            }
+            console.write(&text);
+        }
+        Err(error) => console.write(&format!("lspci: {error:?}\n")),
+    }
+}
+
+fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots) {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
     match name {
         "" => {}
@@ -133,6 +170,7 @@ fn run(command: &str, console: &Console, init: &Client<Init>) {
             Ok(_) => console.write("meminfo: unexpected reply\n"),
             Err(error) => console.write(&format!("meminfo: {error:?}\n")),
         },
+        "lspci" => lspci(console, slots),
         "poweroff" => {
             console.write("powering off\n");
             let _ = init.call(&InitRequest::PowerOff);
