@@ -16,6 +16,7 @@
 //! Runnable --receive, no sender--> Receiving --sender arrives--> Runnable
 //! AwaitingReply --reply--> Runnable (a fault reply leaves it Stopped for the kernel to decide)
 //! Runnable --wait, word is 0--> Waiting --signal--> Runnable
+//! Runnable --sleep--> Sleeping --its tick comes--> Runnable
 //! any --stop--> Stopped (queues left, pending calls abandoned)
 //! Sending/Receiving/Waiting --object destroyed--> Runnable with PeerDied
 //! AwaitingReply --server destroyed or stopped, or server receives again--> Runnable with PeerDied
@@ -80,6 +81,11 @@ pub enum State {
     Waiting {
         /// Which notification.
         notification: NotificationId,
+    },
+    /// Asleep until the clock reaches `until` (in timer ticks).
+    Sleeping {
+        /// The tick it wakes at.
+        until: u64,
     },
 }
 
@@ -205,6 +211,8 @@ pub struct Ipc {
     endpoints: Table<Endpoint>,
     notifications: Table<Notification>,
     peer_died: Vec<ThreadId>,
+    /// Sleeping threads with the tick each wakes at.
+    sleepers: Vec<(u64, ThreadId)>,
 }
 
 impl Default for Ipc {
@@ -222,6 +230,7 @@ impl Ipc {
             endpoints: Table::new(),
             notifications: Table::new(),
             peer_died: Vec::new(),
+            sleepers: Vec::new(),
         }
     }
 
@@ -350,6 +359,7 @@ impl Ipc {
                     record.waiters.remove(thread);
                 }
             }
+            State::Sleeping { .. } => self.sleepers.retain(|&(_, sleeper)| sleeper != thread),
         }
     }
 
@@ -377,8 +387,43 @@ impl Ipc {
                     record.waiters.reprioritise(thread, priority);
                 }
             }
-            State::Stopped | State::AwaitingReply { .. } => {}
+            State::Stopped | State::AwaitingReply { .. } | State::Sleeping { .. } => {}
         }
+    }
+
+    // ---- the clock ----
+
+    /// Puts a runnable thread to sleep until tick `until`.
+    ///
+    /// # Errors
+    /// `NoSuchObject`, or `InvalidState` unless it is runnable.
+    pub fn sleep(&mut self, thread: ThreadId, until: u64) -> Result<(), IpcError> {
+        let record = self.threads.get(thread.0).ok_or(IpcError::NoSuchObject)?;
+        if record.state != State::Runnable {
+            return Err(IpcError::InvalidState);
+        }
+        let priority = record.priority;
+        self.scheduler.remove(thread, priority);
+        self.set_state(thread, State::Sleeping { until });
+        self.sleepers.push((until, thread));
+        Ok(())
+    }
+
+    /// Wakes every thread whose time has come (`now` is the current tick);
+    /// returns them. O(sleepers).
+    pub fn wake_sleepers(&mut self, now: u64) -> Vec<ThreadId> {
+        let mut woken = Vec::new();
+        self.sleepers.retain(|&(until, thread)| {
+            let due = until <= now;
+            if due {
+                woken.push(thread);
+            }
+            !due
+        });
+        for &thread in &woken {
+            self.make_runnable(thread);
+        }
+        woken
     }
 
     // ---- endpoints ----

@@ -84,6 +84,19 @@ fn run(objects: &mut Objects, caller: ThreadId, syscall: Syscall, arguments: Arg
             let ticks = crate::arch::apic::TICKS.load(core::sync::atomic::Ordering::Relaxed);
             Ok(Completion::Values([ticks, crate::arch::apic::TICK_HZ, 0, 0, 0]))
         }
+        Sleep => {
+            let ticks = arguments.get(0);
+            if !(1..=abi::MAX_SLEEP_TICKS).contains(&ticks) {
+                return Err(Error::in_argument(ErrorKind::InvalidArgument, 0));
+            }
+            let now = crate::arch::apic::TICKS.load(core::sync::atomic::Ordering::Relaxed);
+            objects
+                .ipc
+                .sleep(caller, now + ticks)
+                .map_err(|_| Error::new(ErrorKind::InvalidState))?;
+            // Status 0 now: nothing changes it before the thread wakes.
+            Ok(Completion::Done)
+        }
         Yield => {
             objects.ipc.scheduler.yield_current();
             Ok(Completion::Done)

@@ -44,6 +44,9 @@ syscalls! {
     /// Reads the clock: timer ticks since boot in `rdi`, ticks per second
     /// in `rsi`.
     Clock = 4,
+    /// Sleeps for 0 = ticks (1 ..= [`MAX_SLEEP_TICKS`]); other threads,
+    /// of any priority, run meanwhile.
+    Sleep = 5,
 
     /// Sends a message on an endpoint, blocking until a receiver takes it.
     /// 0 = endpoint slot (needs write), 1 = [`MessageTag`](crate::MessageTag),
@@ -152,6 +155,9 @@ syscalls! {
     DeviceFrameCreate = 66,
 }
 
+/// The longest one [`Syscall::Sleep`] may ask for: ten minutes at 100 Hz.
+pub const MAX_SLEEP_TICKS: u64 = 60_000;
+
 /// The most bytes one [`Syscall::DebugWrite`] takes; longer writes are split
 /// by the caller. Bounds the time the kernel spends in one call.
 pub const DEBUG_WRITE_MAX: usize = 4096;
@@ -175,7 +181,7 @@ mod tests {
     #[test]
     fn zero_and_unknown_numbers_are_not_syscalls() {
         assert_eq!(Syscall::from_number(0), None);
-        assert_eq!(Syscall::from_number(5), None);
+        assert_eq!(Syscall::from_number(6), None);
         assert_eq!(Syscall::from_number(u64::MAX), None);
     }
 }

@@ -93,6 +93,12 @@ pub fn uptime_seconds() -> u64 {
     }
 }
 
+/// Sleeps for `ticks` timer ticks (at most [`abi::MAX_SLEEP_TICKS`]);
+/// threads of every priority run meanwhile.
+pub fn sleep_ticks(ticks: u64) {
+    let _ = call(Syscall::Sleep, &[ticks.clamp(1, abi::MAX_SLEEP_TICKS)]);
+}
+
 /// Gives up the rest of the time slice.
 pub fn yield_now() {
     let _ = call(Syscall::Yield, &[]);

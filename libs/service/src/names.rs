@@ -62,7 +62,7 @@ impl Protocol for Names {
 }
 
 /// Looks `service` up, putting its endpoint in the empty `destination`;
-/// waits (yielding) until it is registered.
+/// waits (asking again every timer tick) until it is registered.
 ///
 /// # Errors
 /// [`CallError::NotFound`] if this process may not use it.
@@ -76,7 +76,9 @@ pub fn look_up(service: &str, destination: Slot, buffer: Buffer) -> Result<(), C
         buffer.set_receive_slots(&[]);
         match reply {
             Ok(NamesReply::Found) => return Ok(()),
-            Ok(NamesReply::NotYet) => runtime::syscall::yield_now(),
+            // Sleep rather than yield: the provider may run at a lower
+            // priority than this client.
+            Ok(NamesReply::NotYet) => runtime::syscall::sleep_ticks(1),
             Ok(NamesReply::Done) => return Err(CallError::MalformedReply),
             Err(CallError::Server(crate::ErrorCode::Denied | crate::ErrorCode::NotFound)) => {
                 return Err(CallError::NotFound);

@@ -78,6 +78,7 @@ pub fn run_all() -> u32 {
     tally.check("debug_write rejects bad pointers and lengths", debug_write_errors);
     tally.check("unknown syscall numbers are refused", unknown_syscalls);
     tally.check("the clock advances", clock);
+    tally.check("sleep lets lower priorities run and wakes on time", sleep);
     tally.check("initial capabilities have their documented types", initial_capabilities);
     tally.check("identify names empty and out-of-range slots", identify_errors);
     tally.check("create makes every object type", create_objects);
@@ -136,7 +137,7 @@ fn debug_write_errors() -> Check {
 }
 
 fn unknown_syscalls() -> Check {
-    for number in [0, 5, 99, u64::MAX] {
+    for number in [0, 6, 99, u64::MAX] {
         expect_error(invoke_number(number, [0; 10]), ErrorKind::UnknownSyscall, None)?;
     }
     Ok(())
@@ -153,6 +154,33 @@ fn clock() -> Check {
         runtime::syscall::yield_now();
     }
     Err(String::from("the tick count never moved"))
+}
+
+fn sleep() -> Check {
+    expect_error(call(Syscall::Sleep, &[0]), ErrorKind::InvalidArgument, Some(0))?;
+    expect_error(
+        call(Syscall::Sleep, &[abi::MAX_SLEEP_TICKS + 1]),
+        ErrorKind::InvalidArgument,
+        Some(0),
+    )?;
+    // A thread far below this one runs while it sleeps (yield would not
+    // let it).
+    static RAN: AtomicU64 = AtomicU64::new(0);
+    ok(
+        thread_spawner(1).spawn(|_| {
+            RAN.store(1, Ordering::SeqCst);
+            0
+        }),
+        "spawn a low-priority thread",
+    )?;
+    let [before, ..] = ok(call(Syscall::Clock, &[]), "clock")?;
+    ok(call(Syscall::Sleep, &[5]), "sleep")?;
+    let [after, ..] = ok(call(Syscall::Clock, &[]), "clock")?;
+    ensure(after >= before + 5, &format!("slept from tick {before} to {after}"))?;
+    ensure(
+        RAN.load(Ordering::SeqCst) == 1,
+        "the low-priority thread ran during the sleep",
+    )
 }
 
 fn initial_capabilities() -> Check {

@@ -56,7 +56,8 @@ impl Random {
 }
 
 /// The syscalls the random calls choose from: all that cannot block the
-/// fuzzer forever or end it. (Blocking receive, wait and call are made
+/// fuzzer for long or end it (`Sleep` only with its own small arguments,
+/// below). (Blocking receive, wait and call are made
 /// only where a counterpart is sure to answer; see `main`.)
 const CHOICES: &[Syscall] = &[
     Syscall::Yield,
@@ -202,6 +203,13 @@ fn main() -> u64 {
             succeeded += 1;
         } else {
             refused += 1;
+        }
+        // Short sleeps now and then, with the timer waking the fuzzer.
+        if call % 5000 == 0 {
+            let status = raw_call(Syscall::Sleep, [random.below(3), 0, 0, 0, 0, 0], [0; 4]);
+            if !well_formed(status) {
+                malformed += 1;
+            }
         }
         // Calls to undefined numbers and deliberately bad pointers too.
         if call % 1000 == 0 {

@@ -405,3 +405,32 @@ fn the_scheduler_runs_whoever_is_left() {
     ipc.receive(SERVER, ENDPOINT, true).unwrap();
     assert_eq!(ipc.scheduler.choose(), Some(OTHER));
 }
+
+#[test]
+fn sleepers_wake_when_their_tick_comes() {
+    let mut ipc = setup();
+    ipc.sleep(CLIENT, 10).unwrap();
+    ipc.sleep(SERVER, 5).unwrap();
+    assert_eq!(ipc.state(CLIENT), Some(State::Sleeping { until: 10 }));
+    assert_eq!(ipc.scheduler.runnable(), 1);
+    assert!(ipc.wake_sleepers(4).is_empty());
+    assert_eq!(ipc.wake_sleepers(5), [SERVER]);
+    assert!(runnable(&ipc, SERVER) && !runnable(&ipc, CLIENT));
+    assert_eq!(ipc.wake_sleepers(100), [CLIENT]);
+    assert!(runnable(&ipc, CLIENT));
+    assert!(ipc.wake_sleepers(1000).is_empty(), "each sleeper wakes once");
+}
+
+#[test]
+fn a_stopped_sleeper_does_not_wake() {
+    let mut ipc = setup();
+    ipc.sleep(CLIENT, 3).unwrap();
+    ipc.stop(CLIENT);
+    assert!(ipc.wake_sleepers(10).is_empty());
+    assert_eq!(ipc.state(CLIENT), Some(State::Stopped));
+    assert_eq!(
+        ipc.sleep(CLIENT, 5),
+        Err(IpcError::InvalidState),
+        "only runnable threads sleep"
+    );
+}

@@ -56,7 +56,8 @@ pub fn exception_name(vector: u64) -> &'static str {
 fn interrupt(vector: u8) {
     match vector {
         TIMER_VECTOR => {
-            apic::TICKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            let now = apic::TICKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+            object::with(|objects| objects.ipc.wake_sleepers(now));
             apic::end_of_interrupt();
         }
         SPURIOUS_VECTOR => {} // no EOI for spurious interrupts
