@@ -218,17 +218,7 @@ fn read_message(objects: &Objects, thread: ThreadId, kind: TransferKind) -> Opti
     }
     // The tag was checked when the message was sent.
     message.tag = MessageTag::from_raw(context.rsi).unwrap_or_default();
-    let registers = [
-        context.rdx,
-        context.r10,
-        context.r8,
-        context.r9,
-        context.r12,
-        context.r13,
-        context.r14,
-        context.r15,
-    ];
-    message.words[..REGISTER_WORDS].copy_from_slice(&registers);
+    message.words[..REGISTER_WORDS].copy_from_slice(&context.message_words());
     let count = usize::from(message.tag.words);
     if count > REGISTER_WORDS || message.tag.capabilities > 0 {
         let buffer = record.ipc_buffer?;
@@ -292,16 +282,7 @@ fn deliver_in_registers(objects: &mut Objects, transfer: &Transfer) -> bool {
     if usize::from(tag.words) > REGISTER_WORDS || tag.capabilities > 0 {
         return false;
     }
-    let words = [
-        context.rdx,
-        context.r10,
-        context.r8,
-        context.r9,
-        context.r12,
-        context.r13,
-        context.r14,
-        context.r15,
-    ];
+    let words = context.message_words();
     set_received(objects, transfer, tag, &words);
     true
 }
@@ -314,19 +295,7 @@ fn set_received(objects: &mut Objects, transfer: &Transfer, tag: MessageTag, wor
         context.rax = 0;
         context.rdi = transfer.badge;
         context.rsi = tag.to_raw();
-        let registers = [
-            &mut context.rdx,
-            &mut context.r10,
-            &mut context.r8,
-            &mut context.r9,
-            &mut context.r12,
-            &mut context.r13,
-            &mut context.r14,
-            &mut context.r15,
-        ];
-        for (register, word) in registers.into_iter().zip(words) {
-            *register = *word;
-        }
+        context.set_message_words(words);
     }
     if transfer.kind == TransferKind::Send
         && let Some(sender) = objects.threads.get_mut(transfer.from.0)

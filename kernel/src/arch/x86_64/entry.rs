@@ -51,6 +51,33 @@ pub struct TrapFrame {
 
 const _: () = assert!(size_of::<TrapFrame>() == 22 * 8 && size_of::<TrapFrame>() % 16 == 0);
 
+impl TrapFrame {
+    /// The message registers (`abi` register convention), in word order.
+    pub fn message_words(&self) -> [u64; 8] {
+        [
+            self.rdx, self.r10, self.r8, self.r9, self.r12, self.r13, self.r14, self.r15,
+        ]
+    }
+
+    /// Sets the message registers from `words` (at most eight; the rest
+    /// keep their values).
+    pub fn set_message_words(&mut self, words: &[u64]) {
+        let registers = [
+            &mut self.rdx,
+            &mut self.r10,
+            &mut self.r8,
+            &mut self.r9,
+            &mut self.r12,
+            &mut self.r13,
+            &mut self.r14,
+            &mut self.r15,
+        ];
+        for (register, word) in registers.into_iter().zip(words) {
+            *register = *word;
+        }
+    }
+}
+
 macro_rules! push_registers {
     () => {
         "push %r15; push %r14; push %r13; push %r12; push %r11; push %r10; push %r9; push %r8;
