@@ -95,11 +95,6 @@ impl Thread {
         VirtAddr::from_ptr(&self.context) + size_of::<TrapFrame>() as u64
     }
 
-    /// A slot of the thread's own CSpace.
-    pub fn slot(&self, index: u64) -> Option<SlotRef> {
-        Some(SlotRef::new(self.cspace?, u32::try_from(index).ok()?))
-    }
-
     /// A slot of its reference CSpace.
     pub fn reference_slot(&self, index: u32) -> SlotRef {
         SlotRef::new(self.references, index)

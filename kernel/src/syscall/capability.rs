@@ -1,6 +1,6 @@
 //! Capability syscalls: copy, mint, move, delete, revoke, identify.
 
-use super::{Arguments, Completion, capability, capability_error, slot, wrong_type};
+use super::{Arguments, Completion, capability, capability_error, slot, slot_in, wrong_type};
 use crate::object::{ObjectRef, Objects};
 use abi::{Error, ErrorKind, Rights, Syscall};
 use kernel_core::capability_table::SlotRef;
@@ -23,15 +23,7 @@ fn foreign_slot(
     let ObjectRef::CSpace(cspace) = cspace_capability.object else {
         return Err(wrong_type(cspace_argument));
     };
-    let index = u32::try_from(index).map_err(|_| Error::in_argument(ErrorKind::InvalidSlot, index_argument))?;
-    let slots = objects
-        .capabilities
-        .slot_count(cspace)
-        .map_err(|_| Error::new(ErrorKind::InvalidState))?;
-    if index >= slots {
-        return Err(Error::in_argument(ErrorKind::InvalidSlot, index_argument));
-    }
-    Ok(SlotRef::new(cspace, index))
+    slot_in(objects, cspace, index, index_argument)
 }
 
 /// CapabilityCopy, CapabilityMint and CapabilityMove.

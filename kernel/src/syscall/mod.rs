@@ -15,7 +15,7 @@ mod thread;
 
 use crate::object::{Cap, ObjectRef, Objects};
 use abi::{DEBUG_WRITE_MAX, Error, ErrorKind, Rights, Syscall};
-use kernel_core::capability_table::{CapabilityError, SlotRef};
+use kernel_core::capability_table::{CSpaceId, CapabilityError, SlotRef};
 use kernel_core::scheduler::ThreadId;
 use x86_64::VirtAddr;
 
@@ -160,17 +160,23 @@ pub fn slot(objects: &Objects, caller: ThreadId, index: u64, argument: u8) -> Re
         .threads
         .get(caller.0)
         .ok_or(Error::new(ErrorKind::InvalidState))?;
-    let slot = thread
-        .slot(index)
+    let cspace = thread
+        .cspace
         .ok_or(Error::in_argument(ErrorKind::InvalidSlot, argument))?;
+    slot_in(objects, cspace, index, argument)
+}
+
+/// Slot `index` of `cspace`, checked to exist (argument `argument` is
+/// named in the error).
+pub fn slot_in(objects: &Objects, cspace: CSpaceId, index: u64, argument: u8) -> Result<SlotRef, Error> {
     let slots = objects
         .capabilities
-        .slot_count(slot.cspace)
+        .slot_count(cspace)
         .map_err(|_| Error::new(ErrorKind::InvalidState))?;
-    if slot.index >= slots {
-        return Err(Error::in_argument(ErrorKind::InvalidSlot, argument));
+    match u32::try_from(index) {
+        Ok(index) if index < slots => Ok(SlotRef::new(cspace, index)),
+        _ => Err(Error::in_argument(ErrorKind::InvalidSlot, argument)),
     }
-    Ok(slot)
 }
 
 /// The capability in the caller's slot `index`, with at least `rights`.
