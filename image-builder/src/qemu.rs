@@ -50,12 +50,13 @@ pub fn check_tools(firmware: Firmware) -> Result<(), Error> {
     Ok(())
 }
 
-/// The QEMU command that boots `image`; `gdb` makes QEMU wait for a
+/// The QEMU command that boots `image`, with `disk` (a raw image, written
+/// in place) as a virtio block device; `gdb` makes QEMU wait for a
 /// debugger on TCP port 1234. Standard streams are left to the caller.
 ///
 /// # Errors
 /// [`Error::MissingTool`] if QEMU or OVMF is not installed.
-pub fn command(image: &Path, firmware: Firmware, gdb: bool) -> Result<Command, Error> {
+pub fn command(image: &Path, firmware: Firmware, disk: Option<&Path>, gdb: bool) -> Result<Command, Error> {
     check_tools(firmware)?;
     let mut command = Command::new(QEMU);
     command
@@ -66,6 +67,12 @@ pub fn command(image: &Path, firmware: Firmware, gdb: bool) -> Result<Command, E
         .arg(format!("format=raw,snapshot=on,file={}", image.display()))
         .args(["-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot"])
         .args(["-device", &format!("isa-debug-exit,iobase={PORT:#x},iosize=0x04")]);
+    if let Some(disk) = disk {
+        command
+            .arg("-drive")
+            .arg(format!("if=none,id=data,format=raw,file={}", disk.display()))
+            .args(["-device", "virtio-blk-pci,drive=data"]);
+    }
     if firmware == Firmware::Uefi {
         command.args(["-bios", OVMF]);
     }

@@ -12,6 +12,7 @@ use image_builder::qemu::{self, Firmware};
 use image_builder::{BuildOptions, Images};
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -82,12 +83,21 @@ impl Machine {
     /// # Panics
     /// If the image cannot be built or QEMU cannot start.
     pub fn boot(options: &BuildOptions, firmware: Firmware) -> Self {
+        Self::boot_with_disk(options, firmware, None)
+    }
+
+    /// Like [`Machine::boot`], with `disk` (a raw image, written in place)
+    /// as the virtio data disk.
+    ///
+    /// # Panics
+    /// If the image cannot be built or QEMU cannot start.
+    pub fn boot_with_disk(options: &BuildOptions, firmware: Firmware, disk: Option<&Path>) -> Self {
         let images = images(options);
         let image = match firmware {
             Firmware::Bios => images.bios,
             Firmware::Uefi => images.uefi,
         };
-        let mut command = qemu::command(&image, firmware, false).unwrap_or_else(|error| panic!("{error}"));
+        let mut command = qemu::command(&image, firmware, disk, false).unwrap_or_else(|error| panic!("{error}"));
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

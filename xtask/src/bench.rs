@@ -57,7 +57,7 @@ fn ipc() -> Result<(), String> {
         ..BuildOptions::default()
     };
     let images = image_builder::build(&options).map_err(|error| error.to_string())?;
-    let mut command = qemu::command(&images.bios, Firmware::Bios, false).map_err(|error| error.to_string())?;
+    let mut command = qemu::command(&images.bios, Firmware::Bios, None, false).map_err(|error| error.to_string())?;
     let output = command
         .stdin(Stdio::null())
         .output()
@@ -86,7 +86,7 @@ fn boot_once(images: &Images, firmware: Firmware) -> Result<(f64, f64), String> 
     } else {
         &images.bios
     };
-    let mut command = qemu::command(image, firmware, false).map_err(|error| error.to_string())?;
+    let mut command = qemu::command(image, firmware, None, false).map_err(|error| error.to_string())?;
     let start = Instant::now();
     let mut child = command
         .stdin(Stdio::piped())

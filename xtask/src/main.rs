@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, boot and test the system with one command.
 //!
 //! ```text
-//! cargo xtask run   [--uefi] [--release] [--gdb]   build and boot in QEMU
+//! cargo xtask run   [--uefi] [--release] [--gdb] [--disk PATH]   build and boot in QEMU
 //! cargo xtask image [--release]                    write the disk images
 //! cargo xtask test                                 host unit tests + QEMU tests
 //! cargo xtask bench                                IPC and boot-time figures
@@ -12,8 +12,10 @@ mod bench;
 mod graph;
 
 use abi::debug_exit::Outcome;
+use image_builder::data_disk;
 use image_builder::qemu::{self, Firmware};
 use image_builder::{BuildOptions, workspace_root};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
@@ -23,6 +25,9 @@ commands:
             --uefi     boot through UEFI (default: BIOS)
             --release  optimised build
             --gdb      QEMU waits for a debugger on localhost:1234
+            --disk PATH  the data disk: an ext2 image, kept after the run
+                       (made with mke2fs if PATH does not exist); without
+                       it a fresh disk is made at target/disks/scratch.img
   image   build everything and write the BIOS and UEFI images
             --release  optimised build
   test    run the host unit tests and the QEMU integration tests
@@ -30,7 +35,19 @@ commands:
   graph   draw the system description (default system.toml) as SVG";
 
 fn main() -> ExitCode {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let mut arguments: Vec<String> = std::env::args().skip(1).collect();
+    let disk = match arguments.iter().position(|argument| argument == "--disk") {
+        Some(index) if arguments.first().is_some_and(|command| command == "run") => {
+            if index + 1 >= arguments.len() {
+                eprintln!("--disk needs a path\n\n{USAGE}");
+                return ExitCode::FAILURE;
+            }
+            let path = arguments.remove(index + 1);
+            arguments.remove(index);
+            Some(std::path::PathBuf::from(path))
+        }
+        _ => None,
+    };
     let Some((command, options)) = arguments.split_first() else {
         eprintln!("{USAGE}");
         return ExitCode::FAILURE;
@@ -66,6 +83,7 @@ fn main() -> ExitCode {
         "run" => run(
             &build,
             if has("--uefi") { Firmware::Uefi } else { Firmware::Bios },
+            disk.as_deref(),
             has("--gdb"),
         ),
         "image" => image(&build),
@@ -86,15 +104,30 @@ fn image(build: &BuildOptions) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(build: &BuildOptions, firmware: Firmware, gdb: bool) -> Result<ExitCode, String> {
+fn run(build: &BuildOptions, firmware: Firmware, disk: Option<&Path>, gdb: bool) -> Result<ExitCode, String> {
     qemu::check_tools(firmware).map_err(|error| error.to_string())?;
+    let scratch = workspace_root().join("target/disks/scratch.img");
+    let disk = match disk {
+        Some(path) if path.exists() => path,
+        Some(path) => {
+            data_disk::create(path, data_disk::DEFAULT_MIB, data_disk::DEFAULT_MIB)
+                .map_err(|error| error.to_string())?;
+            eprintln!("made an empty ext2 disk at {}", path.display());
+            path
+        }
+        None => {
+            data_disk::create(&scratch, data_disk::DEFAULT_MIB, data_disk::DEFAULT_MIB)
+                .map_err(|error| error.to_string())?;
+            &scratch
+        }
+    };
     let images = image_builder::build(build).map_err(|error| error.to_string())?;
     let image = if firmware == Firmware::Uefi {
         &images.uefi
     } else {
         &images.bios
     };
-    let mut command = qemu::command(image, firmware, gdb).map_err(|error| error.to_string())?;
+    let mut command = qemu::command(image, firmware, Some(disk), gdb).map_err(|error| error.to_string())?;
     if gdb {
         eprintln!(
             "QEMU waits for a debugger; in another terminal:\n  gdb {} -ex 'target remote localhost:1234'",

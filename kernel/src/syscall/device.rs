@@ -42,6 +42,10 @@ pub fn irq_bind(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -
     let ObjectRef::Notification(id) = notification.object else {
         return Err(wrong_type(1));
     };
+    // The badge is the bit the interrupt sets; with none it would be lost.
+    if notification.badge == 0 {
+        return Err(Error::in_argument(ErrorKind::InvalidArgument, 1));
+    }
     let released = objects.irqs.bind(
         &mut objects.capabilities,
         line,

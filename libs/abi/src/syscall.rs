@@ -134,7 +134,9 @@ syscalls! {
     ThreadSetPriority = 55,
 
     /// Makes an interrupt signal a notification with the notification
-    /// capability's badge: 0 = irq slot, 1 = notification slot.
+    /// capability's badge: 0 = irq slot, 1 = notification slot (badged:
+    /// the badge is the bit the interrupt sets, so an unbadged one is
+    /// refused).
     IrqBind = 60,
     /// Unmasks the irq's line after the driver has handled it: 0 = irq slot.
     IrqAcknowledge = 61,

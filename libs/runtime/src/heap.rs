@@ -1,22 +1,40 @@
-//! The program's heap: a fixed region in the program's own data until the
-//! kernel offers memory mapping to user space.
+//! The program's heap: a fixed area in the program's own data, sized by
+//! the program ([`entry!`](crate::entry), `heap_kib`).
 
-use core::ptr::addr_of_mut;
+use core::cell::UnsafeCell;
 use linked_list_allocator::LockedHeap;
-
-const HEAP_SIZE: usize = 64 * 1024;
-
-#[repr(align(4096))]
-struct HeapArea([u8; HEAP_SIZE]);
-
-static mut AREA: HeapArea = HeapArea([0; HEAP_SIZE]);
 
 #[cfg_attr(target_os = "none", global_allocator)]
 static HEAP: LockedHeap = LockedHeap::empty();
 
-/// Hands the heap area to the allocator; called once before `main`.
-pub(crate) fn init() {
-    // SAFETY: called once, before any allocation, from the one thread that
-    // runs `run`; nothing else refers to AREA, and only its address is taken.
-    unsafe { HEAP.lock().init(addr_of_mut!(AREA.0).cast::<u8>(), HEAP_SIZE) };
+/// The storage of a heap of `BYTES` bytes; [`entry!`](crate::entry)
+/// declares one in the program, and only [`crate::run`] touches it.
+#[doc(hidden)]
+#[repr(align(4096))]
+pub struct HeapArea<const BYTES: usize>(UnsafeCell<[u8; BYTES]>);
+
+// SAFETY: the area is handed to the allocator once (by `run`, before any
+// thread but the first exists) and reached only through it after that.
+unsafe impl<const BYTES: usize> Sync for HeapArea<BYTES> {}
+
+impl<const BYTES: usize> HeapArea<BYTES> {
+    /// An empty area (it lives in the program's zeroed data).
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(UnsafeCell::new([0; BYTES]))
+    }
+
+    /// Its start and length.
+    pub fn region(&'static self) -> (*mut u8, usize) {
+        (self.0.get().cast::<u8>(), BYTES)
+    }
+}
+
+/// Hands `(start, length)` to the allocator.
+///
+/// # Safety
+/// Called once, before any allocation, with an area nothing else uses.
+pub(crate) unsafe fn init((start, length): (*mut u8, usize)) {
+    // SAFETY: the caller hands over an unused area, once.
+    unsafe { HEAP.lock().init(start, length) };
 }

@@ -25,12 +25,15 @@ extern crate alloc;
 pub mod capability;
 mod heap;
 pub mod ipc;
+pub mod memory;
 mod objects;
 pub mod print;
 pub mod process;
 pub mod syscall;
 pub mod thread;
 
+#[doc(hidden)]
+pub use heap::HeapArea;
 pub use objects::ThreadRegisters;
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -38,13 +41,21 @@ use core::sync::atomic::{AtomicU64, Ordering};
 static START_ARGUMENTS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Declares `main` (a `fn() -> u64` returning the exit status) as the
-/// program's entry point.
+/// program's entry point. The heap is 64 KiB unless the program asks for
+/// more: `runtime::entry!(main, heap_kib = 4096);` (it is paid for from
+/// the program's memory pool when the program is loaded).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
+        $crate::entry!($main, heap_kib = 64);
+    };
+    ($main:path, heap_kib = $kib:expr) => {
         #[unsafe(no_mangle)]
         extern "C" fn runtime_main(argument0: u64, argument1: u64) -> ! {
-            $crate::run($main, [argument0, argument1])
+            static HEAP: $crate::HeapArea<{ $kib * 1024 }> = $crate::HeapArea::new();
+            // SAFETY: `HEAP` is this function's own and the function runs
+            // once, as the program's first code.
+            unsafe { $crate::run($main, [argument0, argument1], HEAP.region()) }
         }
     };
 }
@@ -65,11 +76,15 @@ core::arch::global_asm!(
 
 /// Sets up the heap, runs `main` and exits with its status. Called by the
 /// code [`entry!`] generates.
-pub fn run(main: fn() -> u64, arguments: [u64; 2]) -> ! {
+///
+/// # Safety
+/// Called once, as the program starts, with a heap area nothing else uses.
+pub unsafe fn run(main: fn() -> u64, arguments: [u64; 2], heap: (*mut u8, usize)) -> ! {
     for (stored, value) in START_ARGUMENTS.iter().zip(arguments) {
         stored.store(value, Ordering::Relaxed);
     }
-    heap::init();
+    // SAFETY: the caller's promise: once, before anything allocates.
+    unsafe { heap::init(heap) };
     syscall::exit(main())
 }
 

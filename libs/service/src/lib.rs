@@ -21,6 +21,7 @@ pub mod init;
 pub mod names;
 pub mod process;
 mod server;
+pub mod transfer;
 mod wire;
 
 pub use client::{CallError, Client};

@@ -37,6 +37,13 @@ pub enum NamesRequest {
         /// Services it may look up.
         uses: Vec<String>,
     },
+    /// From init only: the provider of these services could not be
+    /// started, so lookups of them fail at once instead of waiting (until
+    /// a provider registers after all).
+    Unavailable {
+        /// The services.
+        services: Vec<String>,
+    },
 }
 
 /// What names answers.
@@ -67,7 +74,16 @@ impl Protocol for Names {
 /// # Errors
 /// [`CallError::NotFound`] if this process may not use it.
 pub fn look_up(service: &str, destination: Slot, buffer: Buffer) -> Result<(), CallError> {
-    let names = Client::<Names>::with_endpoint(slot::NAMES, buffer);
+    look_up_through(slot::NAMES, service, destination, buffer)
+}
+
+/// [`look_up`] through the names endpoint in `names` (init holds names'
+/// endpoint in a slot of its own).
+///
+/// # Errors
+/// As [`look_up`].
+pub fn look_up_through(names: Slot, service: &str, destination: Slot, buffer: Buffer) -> Result<(), CallError> {
+    let names = Client::<Names>::with_endpoint(names, buffer);
     loop {
         buffer.set_receive_slots(&[destination]);
         let reply = names.call(&NamesRequest::Lookup {

@@ -158,6 +158,18 @@ impl SystemDescription {
                     );
                 }
             }
+            if !process.pci_devices.is_empty() {
+                let provider = earlier
+                    .iter()
+                    .find(|other| other.provides.iter().any(|name| name == "pci"));
+                if provider.is_none() {
+                    report(
+                        here,
+                        "pci_devices",
+                        String::from("needs a process providing 'pci' listed before it (init claims devices from it)"),
+                    );
+                }
+            }
             for service in &process.provides {
                 if !valid_name(service) {
                     report(here, "provides", format!("'{service}' is not a valid service name"));
@@ -194,7 +206,7 @@ impl SystemDescription {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::{PortRange, Restart};
+    use crate::{PciDevice, PortRange, Restart};
     use alloc::string::ToString;
     use alloc::vec;
 
@@ -207,6 +219,7 @@ mod tests {
             interrupts: vec![],
             ports: vec![],
             device_memory: vec![],
+            pci_devices: vec![],
             provides: vec![],
             uses: vec![],
             restart: Restart::Never,
@@ -300,6 +313,23 @@ mod tests {
         let mut missing = process("missing");
         missing.interrupts = vec![24];
         assert!(problem(vec![missing]).contains("line 24 does not exist"));
+    }
+
+    #[test]
+    fn pci_devices_need_the_bus_server_started_first() {
+        let mut driver = process("driver");
+        driver.pci_devices = vec![PciDevice {
+            vendor: 0x1af4,
+            device: 0x1001,
+        }];
+        let mut bus = process("bus");
+        bus.provides = vec!["pci".into()];
+        assert_eq!(
+            problem(vec![driver.clone(), bus.clone()]),
+            "process 'driver', field 'pci_devices': needs a process providing 'pci' listed before it \
+             (init claims devices from it)"
+        );
+        assert_eq!(description(vec![bus, driver]).check(sizes), Ok(()));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! memory_kib = 512               # its memory pool: all it may allocate
 //! interrupts = [4]               # interrupt lines it may bind
 //! ports = [{ first = 0x3f8, count = 8 }]
+//! pci_devices = []               # PCI devices it drives, e.g. [{ vendor = 0x1af4, device = 0x1001 }]
 //! provides = ["serial"]          # services it registers with names
 //! uses = []                      # services it may look up and call
 //! restart = "always"             # never | on-failure | always
@@ -72,6 +73,11 @@ pub struct Process {
     /// Device memory it may map.
     #[serde(default)]
     pub device_memory: Vec<DeviceMemory>,
+    /// PCI devices it drives: init claims each from the pci server (the
+    /// next free function with these ids) and gives the driver its
+    /// interrupt and BARs, after the capabilities above.
+    #[serde(default)]
+    pub pci_devices: Vec<PciDevice>,
     /// Services it registers with names.
     #[serde(default)]
     pub provides: Vec<String>,
@@ -101,6 +107,16 @@ pub struct DeviceMemory {
     pub address: u64,
     /// Number of 4 KiB pages.
     pub pages: u32,
+}
+
+/// A PCI function, by its ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PciDevice {
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
 }
 
 /// What happens when a process dies.

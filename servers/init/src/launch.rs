@@ -4,7 +4,10 @@
 use abi::init::slot;
 use abi::{Error, Rights};
 use alloc::string::String;
+use alloc::vec::Vec;
 use boot_archive::Archive;
+use core::cell::OnceCell;
+use pci::{Pci, Resource};
 use runtime::capability::{
     self, AddressSpace, CSpace, Destination, DeviceMemoryControl, Endpoint, IrqControl, Memory, PortControl, Slot,
     Slots,
@@ -27,6 +30,8 @@ pub struct Launcher<'a> {
     endpoint: Endpoint,
     /// names' endpoint, which the process providing "names" receives on.
     names: Endpoint,
+    /// pci's endpoint, looked up the first time a driver needs a device.
+    pci: OnceCell<Slot>,
 }
 
 impl<'a> Launcher<'a> {
@@ -43,6 +48,7 @@ impl<'a> Launcher<'a> {
             slots,
             endpoint,
             names,
+            pci: OnceCell::new(),
         })
     }
 
@@ -75,12 +81,14 @@ impl<'a> Launcher<'a> {
             fault_badge,
         )
         .map_err(|error| failed("fault endpoint", error))?;
+        let pci_resources = self.claim_pci_devices(process, badge)?;
         let devices = (process.interrupts.len() + process.ports.len())
             + process
                 .device_memory
                 .iter()
                 .map(|region| region.pages as usize)
-                .sum::<usize>();
+                .sum::<usize>()
+            + pci_resources.len();
         let first_free = child::FIRST_DEVICE.0 + devices as u64;
         let spawn = Spawn {
             memory: pool,
@@ -116,7 +124,7 @@ impl<'a> Launcher<'a> {
         give(started.thread.0, child::THREAD).map_err(|error| failed("thread", error))?;
         give(started.address_space.0, child::ADDRESS_SPACE).map_err(|error| failed("address space", error))?;
         give(started.cspace.0, child::CSPACE).map_err(|error| failed("cspace", error))?;
-        self.give_devices(process, started.cspace)
+        self.give_devices(process, &pci_resources, started.cspace)
             .map_err(|error| failed("devices", error))?;
         started
             .thread
@@ -137,35 +145,98 @@ impl<'a> Launcher<'a> {
         Ok(pool.0)
     }
 
-    /// Puts the process's interrupt, port and device-memory capabilities
-    /// in its CSpace from `FIRST_DEVICE` on, in the description's order.
-    fn give_devices(&self, process: &Process, cspace: CSpace) -> Result<(), Error> {
-        let mut next = child::FIRST_DEVICE.0;
-        let mut hand_over = |made: Slot| -> Result<(), Error> {
-            capability::move_to(made, Destination::in_cspace(cspace, next))?;
-            next += 1;
-            Ok(())
+    /// Tells names that the services `process` provides will not come, so
+    /// their clients get an error rather than waiting for ever.
+    pub fn unavailable(&self, process: &Process) {
+        if process.provides.is_empty() {
+            return;
+        }
+        let names = Client::<Names>::with_endpoint(self.names.0, Buffer::main_thread());
+        let request = NamesRequest::Unavailable {
+            services: process.provides.clone(),
         };
-        for &line in &process.interrupts {
-            hand_over(
-                IrqControl(Slot(slot::IRQ_CONTROL))
-                    .create(line, self.slot_or_error()?)?
-                    .0,
-            )?;
+        if let Err(error) = names.call(&request) {
+            runtime::println!("init: cannot tell names: {error:?}");
         }
-        for range in &process.ports {
-            hand_over(
-                PortControl(Slot(slot::PORT_CONTROL))
-                    .create(range.first, range.count, self.slot_or_error()?)?
-                    .0,
-            )?;
+    }
+
+    /// Claims the process's PCI devices from pci for it; returns their
+    /// resources in the order the driver finds them ([`pci::resources`]).
+    fn claim_pci_devices(&self, process: &Process, badge: u64) -> Result<Vec<Resource>, String> {
+        let mut resources = Vec::new();
+        if process.pci_devices.is_empty() {
+            return Ok(resources);
         }
-        for region in &process.device_memory {
-            for page in 0..u64::from(region.pages) {
-                let frame = DeviceMemoryControl(Slot(slot::DEVICE_MEMORY_CONTROL))
-                    .create(region.address + page * 4096, self.slot_or_error()?)?;
-                hand_over(frame.0)?;
+        let buffer = Buffer::main_thread();
+        let pci = match self.pci.get() {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.slot()?;
+                service::names::look_up_through(self.names.0, "pci", slot, buffer)
+                    .map_err(|error| alloc::format!("looking up pci: {error:?}"))?;
+                *self.pci.get_or_init(|| slot)
             }
+        };
+        let pci = Client::<Pci>::with_endpoint(pci, buffer);
+        for wanted in &process.pci_devices {
+            let claim = pci::Request::Claim {
+                vendor: wanted.vendor,
+                device: wanted.device,
+                owner: badge,
+            };
+            match pci.call(&claim) {
+                Ok(pci::Reply::Device(device)) => resources.extend(pci::resources(&device)),
+                Ok(_) => return Err(String::from("pci answered a claim with something else")),
+                Err(error) => {
+                    return Err(alloc::format!(
+                        "no free PCI device {:04x}:{:04x} ({error:?})",
+                        wanted.vendor,
+                        wanted.device
+                    ));
+                }
+            }
+        }
+        Ok(resources)
+    }
+
+    /// Puts the process's interrupt, port and device-memory capabilities
+    /// in its CSpace from `FIRST_DEVICE` on, in the description's order,
+    /// then those of its PCI devices.
+    fn give_devices(&self, process: &Process, pci_resources: &[Resource], cspace: CSpace) -> Result<(), Error> {
+        let described = process
+            .interrupts
+            .iter()
+            .map(|&line| Resource::Interrupt(line))
+            .chain(process.ports.iter().map(|range| Resource::Ports {
+                bar: 0,
+                first: range.first,
+                count: range.count,
+            }))
+            .chain(process.device_memory.iter().flat_map(|region| {
+                (0..u64::from(region.pages)).map(|page| Resource::MemoryPage {
+                    bar: 0,
+                    address: region.address + page * 4096,
+                })
+            }));
+        for (next, resource) in (child::FIRST_DEVICE.0..).zip(described.chain(pci_resources.iter().copied())) {
+            let made = match resource {
+                Resource::Interrupt(line) => {
+                    IrqControl(Slot(slot::IRQ_CONTROL))
+                        .create(line, self.slot_or_error()?)?
+                        .0
+                }
+                Resource::Ports { first, count, .. } => {
+                    PortControl(Slot(slot::PORT_CONTROL))
+                        .create(first, count, self.slot_or_error()?)?
+                        .0
+                }
+                Resource::MemoryPage { address, .. } => {
+                    DeviceMemoryControl(Slot(slot::DEVICE_MEMORY_CONTROL))
+                        .create(address, self.slot_or_error()?)?
+                        .0
+                }
+            };
+            capability::move_to(made, Destination::in_cspace(cspace, next))?;
         }
         Ok(())
     }

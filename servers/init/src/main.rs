@@ -25,7 +25,7 @@ use runtime::println;
 use service::init::{Init, InitReply, InitRequest, ProcessInfo, ProcessState};
 use system_description::SystemDescription;
 
-runtime::entry!(main);
+runtime::entry!(main, heap_kib = 512);
 
 /// Set in the badge of a process's fault endpoint.
 const FAULT_BIT: u64 = 1 << 63;
@@ -84,7 +84,10 @@ fn main() -> u64 {
                     memory_kib: process.memory_kib,
                 });
             }
-            Err(error) => println!("init: cannot start '{}': {error}", process.name),
+            Err(error) => {
+                println!("init: cannot start '{}': {error}", process.name);
+                launcher.unavailable(process);
+            }
         }
     }
     serve(launcher.endpoint(), &mut table, &pools)

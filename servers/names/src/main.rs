@@ -4,6 +4,9 @@
 //! init (badge 0) tells names which process (by badge) may provide and use
 //! which services, as the system description says; names refuses the rest.
 //! A restarted server registers again and replaces its old endpoint.
+//!
+//! A client gets the endpoint minted with its own badge, so the server
+//! sees who calls (init, badge 0, gets it unbadged).
 
 #![no_std]
 #![no_main]
@@ -11,7 +14,8 @@
 
 extern crate alloc;
 
-use alloc::collections::BTreeMap;
+use abi::Rights;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 use runtime::capability::{self, Destination, Endpoint, Slot, Slots};
@@ -37,15 +41,24 @@ fn main() -> u64 {
     let slots = Slots::new(first_free, CSPACE_SLOTS);
     let buffer = Buffer::main_thread();
     let Ok(receive_slot) = slots.allocate() else { return 1 };
+    // Holds the badged copy a lookup replies with, until the next request.
+    let Ok(lookup_slot) = slots.allocate() else { return 1 };
     let mut registered: BTreeMap<String, Slot> = BTreeMap::new();
     let mut allowed: BTreeMap<u64, Allowed> = BTreeMap::new();
+    let mut unavailable: BTreeSet<String> = BTreeSet::new();
     let error = service::serve::<Names>(
         Endpoint(slot::NAMES),
         buffer,
         Some(receive_slot),
         |request: Request<Names>| {
             let received = request.capabilities > 0;
-            let result = handle(request, receive_slot, &slots, &mut registered, &mut allowed);
+            let _ = capability::delete(Destination::own(lookup_slot));
+            let slots_used = Used {
+                receive: receive_slot,
+                lookup: lookup_slot,
+                slots: &slots,
+            };
+            let result = handle(request, &slots_used, &mut registered, &mut allowed, &mut unavailable);
             // Whatever arrived and was not kept must not block the next message.
             if received {
                 let _ = capability::delete(Destination::own(receive_slot));
@@ -57,12 +70,22 @@ fn main() -> u64 {
     1
 }
 
+/// The slots a request may use.
+struct Used<'a> {
+    /// Where a capability sent with the request lands.
+    receive: Slot,
+    /// Where a lookup's badged copy is made.
+    lookup: Slot,
+    /// Free slots, for registered endpoints.
+    slots: &'a Slots,
+}
+
 fn handle(
     request: Request<Names>,
-    receive_slot: Slot,
-    slots: &Slots,
+    used: &Used,
     registered: &mut BTreeMap<String, Slot>,
     allowed: &mut BTreeMap<u64, Allowed>,
+    unavailable: &mut BTreeSet<String>,
 ) -> Result<Response<NamesReply>, ErrorCode> {
     let may = |list: fn(&Allowed) -> &Vec<String>, service: &str| {
         request.badge == INIT
@@ -78,6 +101,13 @@ fn handle(
             allowed.insert(client, Allowed { provides, uses });
             Ok(NamesReply::Done.into())
         }
+        NamesRequest::Unavailable { services } => {
+            if request.badge != INIT {
+                return Err(ErrorCode::Denied);
+            }
+            unavailable.extend(services);
+            Ok(NamesReply::Done.into())
+        }
         NamesRequest::Register { service } => {
             if !may(|entry| &entry.provides, &service) {
                 return Err(ErrorCode::Denied);
@@ -85,8 +115,9 @@ fn handle(
             if request.capabilities == 0 {
                 return Err(ErrorCode::Malformed);
             }
-            let kept = slots.allocate().map_err(|_| ErrorCode::TooLong)?;
-            capability::move_to(receive_slot, Destination::own(kept)).map_err(|_| ErrorCode::Malformed)?;
+            let kept = used.slots.allocate().map_err(|_| ErrorCode::TooLong)?;
+            capability::move_to(used.receive, Destination::own(kept)).map_err(|_| ErrorCode::Malformed)?;
+            unavailable.remove(&service);
             if let Some(old) = registered.insert(service, kept) {
                 let _ = capability::delete(Destination::own(old));
             }
@@ -97,10 +128,20 @@ fn handle(
                 return Err(ErrorCode::Denied);
             }
             match registered.get(&service) {
-                Some(&endpoint) => Ok(Response {
-                    value: NamesReply::Found,
-                    capability: Some(endpoint),
-                }),
+                Some(&endpoint) => {
+                    capability::mint(
+                        Endpoint(endpoint),
+                        Destination::own(used.lookup),
+                        Rights::WRITE | Rights::GRANT,
+                        request.badge,
+                    )
+                    .map_err(|_| ErrorCode::Malformed)?;
+                    Ok(Response {
+                        value: NamesReply::Found,
+                        capability: Some(used.lookup),
+                    })
+                }
+                None if unavailable.contains(&service) => Err(ErrorCode::NotFound),
                 None => Ok(NamesReply::NotYet.into()),
             }
         }

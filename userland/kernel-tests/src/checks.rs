@@ -1066,6 +1066,8 @@ fn interrupts() -> Check {
     expect_error(irq_control.create(RTC_LINE, fresh()), ErrorKind::AlreadyBound, Some(1))?;
     expect_error(irq.acknowledge(), ErrorKind::InvalidState, Some(0))?;
     let notification = ok(MEMORY.create_notification(fresh()), "notification")?;
+    // Unbadged, the interrupt would set no bit: a lost interrupt, refused.
+    expect_error(irq.bind(notification), ErrorKind::InvalidArgument, Some(1))?;
     let badged = Notification(fresh());
     ok(
         capability::mint(notification, Destination::own(badged.0), Rights::ALL, 1 << RTC_LINE),

@@ -1,6 +1,6 @@
 //! shell: a command line on the serial console, reading and writing
 //! through the serial driver, asking init for the process table and to
-//! power off.
+//! power off, and working with files through the filesystem server.
 
 #![no_std]
 #![no_main]
@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod files;
 mod line;
 
 use alloc::format;
@@ -75,10 +76,11 @@ fn main() -> u64 {
     let init = Client::<Init>::with_endpoint(slot::INIT, buffer);
     console.write("shell: type 'help' for the commands\n");
     let mut editor = line::Editor::new();
+    let mut files = files::Connection::new();
     loop {
         console.write("> ");
         let command = editor.read_line(&console);
-        run(command.trim(), &console, &init, &slots);
+        run(command.trim(), &console, &init, &slots, &mut files);
     }
 }
 
@@ -104,23 +106,34 @@ fn lspci(console: &Console, slots: &Slots) {
                 ));
                 for bar in device.bars {
                     match bar {
-                        pci::Bar::Ports { base, .. } => text.push_str(&format!(" ports {base:#x}")),
-                        pci::Bar::Memory { base, .. } => text.push_str(&format!(" memory {base:#x}")),
+                        pci::Bar::Ports { base, size, .. } => {
+                            text.push_str(&format!(" ports {base:#x}+{size:#x}"));
+                        }
+                        pci::Bar::Memory { base, size, .. } => {
+                            text.push_str(&format!(" memory {base:#x}+{size:#x}"));
+                        }
                     }
+                }
+                if device.interrupt_line != 255 {
+                    text.push_str(&format!(" irq {}", device.interrupt_line));
                 }
                 text.push('\n');
             }
             console.write(&text);
         }
+        Ok(_) => console.write("lspci: unexpected reply\n"),
         Err(error) => console.write(&format!("lspci: {error:?}\n")),
     }
 }
 
-fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots) {
+fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots, files: &mut files::Connection) {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
     match name {
         "" => {}
-        "help" => console.write(HELP),
+        "help" => {
+            console.write(HELP);
+            console.write(files::HELP);
+        }
         "echo" => console.write(&format!("{rest}\n")),
         "ps" => match init.call(&InitRequest::Processes) {
             Ok(InitReply::Processes(processes)) => {
@@ -171,6 +184,7 @@ fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots) {
             Err(error) => console.write(&format!("meminfo: {error:?}\n")),
         },
         "lspci" => lspci(console, slots),
+        name if files::is_file_command(name) => files.run(name, rest, console, slots),
         "poweroff" => {
             console.write("powering off\n");
             let _ = init.call(&InitRequest::PowerOff);

@@ -1,0 +1,77 @@
+//! The data disk: an ext2 image made by the host's `mke2fs`, which QEMU
+//! attaches as a virtio block device for the filesystem server, and which
+//! the host's `e2fsck` checks afterwards.
+
+use crate::Error;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Size of a disk made by [`create`] unless the caller says otherwise.
+pub const DEFAULT_MIB: u64 = 64;
+/// Block size of the filesystem: the filesystem server caches blocks of
+/// this size.
+const BLOCK_SIZE: &str = "1024";
+
+/// Finds an e2fsprogs tool (Debian keeps them in `/sbin`, outside a user's
+/// `PATH`).
+fn tool(name: &str) -> Result<PathBuf, Error> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|directory| directory.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            Error::MissingTool(format!(
+                "{name} not found: install it with `sudo apt-get install e2fsprogs`"
+            ))
+        })
+}
+
+/// Writes a fresh ext2 filesystem of `mib` MiB to `path` (replacing it);
+/// the filesystem takes `filesystem_mib` of it (the rest, if any, is left
+/// for raw-disk benchmarks).
+///
+/// # Errors
+/// [`Error::MissingTool`] without e2fsprogs; [`Error::Build`] if it fails.
+pub fn create(path: &Path, mib: u64, filesystem_mib: u64) -> Result<(), Error> {
+    let mke2fs = tool("mke2fs")?;
+    if let Some(directory) = path.parent() {
+        std::fs::create_dir_all(directory).map_err(|error| Error::Io(directory.to_path_buf(), error))?;
+    }
+    let file = std::fs::File::create(path).map_err(|error| Error::Io(path.to_path_buf(), error))?;
+    file.set_len(mib << 20)
+        .map_err(|error| Error::Io(path.to_path_buf(), error))?;
+    let output = Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext2", "-b", BLOCK_SIZE, "-L", "data"])
+        .arg(path)
+        .arg(format!("{}k", filesystem_mib.min(mib) << 10))
+        .output()
+        .map_err(|error| Error::Build(format!("cannot run mke2fs: {error}")))?;
+    if !output.status.success() {
+        return Err(Error::Build(format!(
+            "mke2fs failed on {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `e2fsck -fn` on the image: returns whether it is clean, and what
+/// e2fsck printed.
+///
+/// # Errors
+/// [`Error::MissingTool`] without e2fsprogs, or if e2fsck cannot run.
+pub fn check(path: &Path) -> Result<(bool, String), Error> {
+    let output = Command::new(tool("e2fsck")?)
+        .arg("-fn")
+        .arg(path)
+        .output()
+        .map_err(|error| Error::Build(format!("cannot run e2fsck: {error}")))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), text))
+}

@@ -1,0 +1,948 @@
+//! Host tests: images made by `mke2fs`, changed through the public API, and
+//! checked by `e2fsck -fn` after every scenario.
+//!
+//! The tests need e2fsprogs; without it they fail, saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::vec::Vec;
+
+use crate::{BlockDevice, DeviceError, Error, FileKind, FileSystem, InodeNumber, SECTOR_SIZE};
+
+/// A device in memory, which can be told to fail.
+#[derive(Clone)]
+struct MemoryDevice {
+    bytes: Vec<u8>,
+    failing: bool,
+    reads: usize,
+    writes: usize,
+}
+
+impl MemoryDevice {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            failing: false,
+            reads: 0,
+            writes: 0,
+        }
+    }
+
+    fn range(&self, sector: u64, length: usize) -> Result<std::ops::Range<usize>, DeviceError> {
+        assert_eq!(length % SECTOR_SIZE, 0, "transfers are whole sectors");
+        if self.failing {
+            return Err(DeviceError { code: 5 });
+        }
+        let start = usize::try_from(sector).unwrap() * SECTOR_SIZE;
+        let end = start + length;
+        if end > self.bytes.len() {
+            return Err(DeviceError { code: 22 });
+        }
+        Ok(start..end)
+    }
+}
+
+impl BlockDevice for MemoryDevice {
+    fn sectors(&self) -> u64 {
+        (self.bytes.len() / SECTOR_SIZE) as u64
+    }
+
+    fn read(&mut self, sector: u64, buffer: &mut [u8]) -> Result<(), DeviceError> {
+        let range = self.range(sector, buffer.len())?;
+        buffer.copy_from_slice(&self.bytes[range]);
+        self.reads += 1;
+        Ok(())
+    }
+
+    fn write(&mut self, sector: u64, buffer: &[u8]) -> Result<(), DeviceError> {
+        let range = self.range(sector, buffer.len())?;
+        self.bytes[range].copy_from_slice(buffer);
+        self.writes += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        if self.failing {
+            Err(DeviceError { code: 5 })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The path of an e2fsprogs tool, from `PATH`, `/usr/sbin` or `/sbin`.
+fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|directory| directory.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} not found in PATH, /usr/sbin or /sbin: install e2fsprogs"))
+}
+
+/// A temporary file path unique to this process and call.
+fn temporary_path() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ext2-test-{}-{unique}.img", std::process::id()))
+}
+
+/// A fresh image of `kib` KiB made by `mke2fs -t ext2` with `options`.
+fn make_image(options: &[&str], kib: u32) -> MemoryDevice {
+    let path = temporary_path();
+    let output = Command::new(tool("mke2fs"))
+        .args(["-q", "-F", "-t", "ext2"])
+        .args(options)
+        .arg(&path)
+        .arg(kib.to_string())
+        .output()
+        .expect("mke2fs runs");
+    let bytes = std::fs::read(&path);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        output.status.success(),
+        "mke2fs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    MemoryDevice::new(bytes.expect("mke2fs wrote the image"))
+}
+
+/// 1 KiB blocks, none of the optional compatible features.
+fn small_image(kib: u32, inodes: u32) -> MemoryDevice {
+    let inodes = inodes.to_string();
+    make_image(
+        &["-b", "1024", "-O", "^resize_inode,^dir_index,^ext_attr", "-N", &inodes],
+        kib,
+    )
+}
+
+/// As [`small_image`], in groups of `blocks_per_group` blocks, with
+/// 128-byte inodes.
+fn grouped_image(kib: u32, inodes: u32, blocks_per_group: u32) -> MemoryDevice {
+    let (inodes, blocks_per_group) = (inodes.to_string(), blocks_per_group.to_string());
+    let options = [
+        "-b",
+        "1024",
+        "-O",
+        "^resize_inode,^dir_index,^ext_attr",
+        "-N",
+        &inodes,
+        "-g",
+        &blocks_per_group,
+        "-I",
+        "128",
+    ];
+    make_image(&options, kib)
+}
+
+fn run_fsck(path: &Path) -> (bool, String) {
+    let output = Command::new(tool("e2fsck"))
+        .arg("-fn")
+        .arg(path)
+        .output()
+        .expect("e2fsck runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}
+
+/// Fails the test unless `e2fsck -fn` finds the image clean.
+fn assert_clean(device: &MemoryDevice) {
+    let path = temporary_path();
+    std::fs::write(&path, &device.bytes).unwrap();
+    let (clean, report) = run_fsck(&path);
+    let _ = std::fs::remove_file(&path);
+    assert!(clean, "e2fsck -fn found problems:\n{report}");
+}
+
+/// Syncs, checks the image with e2fsck and mounts it again.
+fn sync_and_check(mut file_system: FileSystem<MemoryDevice>) -> FileSystem<MemoryDevice> {
+    file_system.sync().unwrap();
+    let device = file_system.into_device();
+    assert_clean(&device);
+    FileSystem::mount(device).unwrap()
+}
+
+fn mount(device: MemoryDevice) -> FileSystem<MemoryDevice> {
+    let mut file_system = FileSystem::mount(device).unwrap();
+    file_system.set_time(1_700_000_000);
+    file_system
+}
+
+/// Deterministic bytes that differ between files and offsets.
+fn pattern(length: usize, seed: u32) -> Vec<u8> {
+    (0..length)
+        .map(|index| {
+            (index as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(40_503)) as u8
+                ^ (index >> 11) as u8
+        })
+        .collect()
+}
+
+fn read_all(file_system: &mut FileSystem<MemoryDevice>, inode: InodeNumber) -> Vec<u8> {
+    let size = file_system.stat(inode).unwrap().size as usize;
+    let mut buffer = vec![0xAA; size + 100];
+    let read = file_system.read(inode, 0, &mut buffer).unwrap();
+    assert_eq!(read, size);
+    buffer.truncate(read);
+    buffer
+}
+
+/// Writes `data` in uneven chunks.
+fn write_in_chunks(file_system: &mut FileSystem<MemoryDevice>, inode: InodeNumber, data: &[u8], chunk: usize) {
+    let mut offset = 0;
+    while offset < data.len() {
+        let end = (offset + chunk).min(data.len());
+        assert_eq!(
+            file_system.write(inode, offset as u64, &data[offset..end]).unwrap(),
+            end - offset
+        );
+        offset = end;
+    }
+}
+
+/// A small deterministic random number generator (xorshift64).
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, limit: usize) -> usize {
+        (self.next() % limit as u64) as usize
+    }
+}
+
+fn names(file_system: &mut FileSystem<MemoryDevice>, path: &str) -> Vec<String> {
+    let directory = file_system.lookup(path).unwrap();
+    let mut names: Vec<String> = file_system
+        .read_dir(directory)
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes through direct, single, double (and, sparsely, triple) indirect
+/// blocks and reads everything back.
+fn round_trip(device: MemoryDevice, block_size: usize) {
+    let mut file_system = mount(device);
+    let pointers = block_size / 4;
+    let length = (12 + pointers + pointers + 40) * block_size + 123;
+    let data = pattern(length, 1);
+    let inode = file_system.create("/big").unwrap();
+    write_in_chunks(&mut file_system, inode, &data, 7001);
+    assert_eq!(read_all(&mut file_system, inode), data);
+    // Uneven reads that straddle block and map boundaries.
+    for &(offset, size) in &[
+        (0, 1),
+        (11 * block_size - 5, 10),
+        ((12 + pointers) * block_size - 3, 9000),
+        (length - 7, 100),
+    ] {
+        let mut buffer = vec![0; size];
+        let read = file_system.read(inode, offset as u64, &mut buffer).unwrap();
+        let expected = &data[offset..(offset + size).min(length)];
+        assert_eq!(&buffer[..read], expected);
+    }
+    let data_blocks = length.div_ceil(block_size);
+    let indirect = 1 + 1 + (data_blocks - 12 - pointers).div_ceil(pointers);
+    let sectors_per_block = (block_size / 512) as u64;
+    assert_eq!(
+        file_system.stat(inode).unwrap().blocks,
+        (data_blocks + indirect) as u64 * sectors_per_block
+    );
+
+    // A sparse file reaching into the triple indirect tree.
+    let sparse = file_system.create("/sparse").unwrap();
+    let far = ((12 + pointers + pointers * pointers + 5) * block_size) as u64;
+    assert_eq!(file_system.write(sparse, far, b"far away").unwrap(), 8);
+    let metadata = file_system.stat(sparse).unwrap();
+    assert_eq!(metadata.size, far + 8);
+    assert_eq!(metadata.blocks, 4 * sectors_per_block);
+    let mut buffer = vec![0xFF; 64];
+    assert_eq!(file_system.read(sparse, far - 56, &mut buffer).unwrap(), 64);
+    assert!(buffer[..56].iter().all(|&byte| byte == 0));
+    assert_eq!(&buffer[56..], b"far away");
+
+    let mut file_system = sync_and_check(file_system);
+    let inode = file_system.lookup("/big").unwrap();
+    assert_eq!(read_all(&mut file_system, inode), data);
+}
+
+#[test]
+fn round_trip_1k_blocks() {
+    round_trip(grouped_image(4096, 128, 1024), 1024);
+}
+
+#[test]
+fn round_trip_4k_blocks_default_features() {
+    round_trip(make_image(&["-b", "4096", "-I", "256"], 32768), 4096);
+}
+
+#[test]
+fn round_trip_2k_blocks_default_features() {
+    round_trip(make_image(&["-b", "2048"], 8192), 2048);
+}
+
+#[test]
+fn truncate_shrinks_and_grows() {
+    let mut file_system = mount(small_image(2048, 64));
+    let free_before = file_system.statfs().free_blocks;
+    let inode = file_system.create("/file").unwrap();
+    let data = pattern(300 * 1024 + 17, 2);
+    write_in_chunks(&mut file_system, inode, &data, 65536);
+    file_system.truncate(inode, 5000).unwrap();
+    assert_eq!(file_system.stat(inode).unwrap().blocks, 5 * 2);
+    assert_eq!(file_system.statfs().free_blocks, free_before - 5);
+    assert_eq!(read_all(&mut file_system, inode), &data[..5000]);
+
+    // Growing leaves a hole: the old tail and the new range read as zero.
+    file_system.truncate(inode, 1 << 20).unwrap();
+    let content = read_all(&mut file_system, inode);
+    assert_eq!(content.len(), 1 << 20);
+    assert_eq!(&content[..5000], &data[..5000]);
+    assert!(content[5000..].iter().all(|&byte| byte == 0));
+    assert_eq!(file_system.stat(inode).unwrap().blocks, 5 * 2);
+    file_system.write(inode, 700_000, b"middle").unwrap();
+    let mut file_system = sync_and_check(file_system);
+
+    let inode = file_system.lookup("/file").unwrap();
+    file_system.truncate(inode, 0).unwrap();
+    assert_eq!(file_system.stat(inode).unwrap().blocks, 0);
+    assert_eq!(file_system.statfs().free_blocks, free_before);
+    assert!(matches!(
+        file_system.truncate(InodeNumber::ROOT, 0),
+        Err(Error::IsADirectory)
+    ));
+    sync_and_check(file_system);
+}
+
+#[test]
+fn large_sparse_file_sets_large_file() {
+    let device = make_image(&["-b", "1024", "-O", "^large_file"], 2048);
+    let mut file_system = mount(device);
+    let inode = file_system.create("/huge").unwrap();
+    for offset in [3 << 30, 5 << 30] {
+        assert_eq!(file_system.write(inode, offset, b"tail"), Ok(4));
+    }
+    assert_eq!(file_system.stat(inode).unwrap().size, (5 << 30) + 4);
+    let mut buffer = [1; 8];
+    assert_eq!(file_system.read(inode, (5 << 30) - 4, &mut buffer), Ok(8));
+    assert_eq!(&buffer, b"\0\0\0\0tail");
+    let past_map = 17 << 30;
+    assert_eq!(file_system.write(inode, past_map, b"x"), Err(Error::FileTooLarge));
+    assert_eq!(file_system.truncate(inode, past_map), Err(Error::FileTooLarge));
+    let mut file_system = sync_and_check(file_system);
+    let large_file = file_system.device.bytes[1024 + 100] & 0x2 != 0;
+    assert!(large_file, "large_file was not set");
+    let inode = file_system.lookup("/huge").unwrap();
+    file_system.truncate(inode, 1000).unwrap();
+    assert_eq!(file_system.stat(inode).unwrap().blocks, 0);
+    sync_and_check(file_system);
+}
+
+#[test]
+fn revision_0_without_file_types() {
+    let mut file_system = mount(make_image(&["-r", "0", "-b", "1024"], 1024));
+    file_system.mkdir("/dir").unwrap();
+    let inode = file_system.create("/dir/file").unwrap();
+    file_system.write(inode, 0, b"old format").unwrap();
+    let directory = file_system.lookup("/dir").unwrap();
+    let listing = file_system.read_dir(directory).unwrap();
+    assert_eq!(listing[0].kind, FileKind::File);
+    assert_eq!(file_system.truncate(inode, 3 << 30), Err(Error::FileTooLarge));
+    sync_and_check(file_system);
+}
+
+/// A change to a directory clears its htree index flag.
+#[test]
+fn changed_directory_loses_index_flag() {
+    let mut file_system = mount(small_image(1024, 64));
+    let directory = file_system.mkdir("/dir").unwrap();
+    file_system.sync().unwrap();
+    let mut device = file_system.into_device();
+    // One group: the inode table starts at the block in descriptor 0.
+    let table = u32::from_le_bytes(device.bytes[2048 + 8..2048 + 12].try_into().unwrap()) as usize;
+    let inode_size = u16::from_le_bytes([device.bytes[1024 + 88], device.bytes[1024 + 89]]) as usize;
+    let flags = table * 1024 + (directory.0 as usize - 1) * inode_size + 32;
+    device.bytes[flags + 1] |= 0x10;
+    let mut file_system = mount(device);
+    file_system.create("/dir/file").unwrap();
+    file_system.sync().unwrap();
+    assert_eq!(file_system.device.bytes[flags + 1] & 0x10, 0);
+    sync_and_check(file_system);
+}
+
+#[test]
+fn directories_nest_list_and_count_links() {
+    let mut file_system = mount(small_image(2048, 128));
+    let a = file_system.mkdir("/a").unwrap();
+    let b = file_system.mkdir("/a/b").unwrap();
+    file_system.mkdir("/a/b/c").unwrap();
+    file_system.mkdir("/a/d").unwrap();
+    let file = file_system.create("/a/b/file").unwrap();
+    file_system.write(file, 0, b"hello").unwrap();
+    assert_eq!(file_system.mkdir("/a/b"), Err(Error::AlreadyExists));
+    assert_eq!(file_system.create("/a/b/file"), Err(Error::AlreadyExists));
+    assert_eq!(file_system.lookup("/a/b/c/../file"), Ok(file));
+
+    assert_eq!(names(&mut file_system, "/"), ["a", "lost+found"]);
+    assert_eq!(names(&mut file_system, "/a"), ["b", "d"]);
+    let listing = file_system.read_dir(b).unwrap();
+    let kinds: Vec<(String, FileKind)> = listing.into_iter().map(|entry| (entry.name, entry.kind)).collect();
+    assert!(kinds.contains(&("c".into(), FileKind::Directory)));
+    assert!(kinds.contains(&("file".into(), FileKind::File)));
+
+    let metadata = file_system.stat(a).unwrap();
+    assert_eq!(
+        (metadata.kind, metadata.links, metadata.permissions),
+        (FileKind::Directory, 4, 0o755)
+    );
+    assert_eq!(metadata.size, 1024);
+    let metadata = file_system.stat(file).unwrap();
+    assert_eq!(
+        (metadata.kind, metadata.links, metadata.permissions, metadata.size),
+        (FileKind::File, 1, 0o644, 5)
+    );
+    assert_eq!(metadata.blocks, 2);
+    assert_eq!(file_system.stat(InodeNumber::ROOT).unwrap().links, 4);
+    assert_eq!(file_system.read_dir(file), Err(Error::NotADirectory));
+    assert_eq!(file_system.read(a, 0, &mut [0; 4]), Err(Error::IsADirectory));
+    assert_eq!(file_system.stat(InodeNumber(0)), Err(Error::NotFound));
+    assert_eq!(file_system.stat(InodeNumber(100)), Err(Error::NotFound));
+    sync_and_check(file_system);
+}
+
+#[test]
+fn path_errors() {
+    let mut file_system = mount(small_image(1024, 64));
+    let file = file_system.create("/file").unwrap();
+    assert_eq!(file_system.lookup("/"), Ok(InodeNumber::ROOT));
+    assert_eq!(file_system.lookup("//file/"), Ok(file));
+    assert_eq!(file_system.lookup("/missing"), Err(Error::NotFound));
+    assert_eq!(file_system.create("/missing/file"), Err(Error::NotFound));
+    assert_eq!(file_system.mkdir("/missing/dir"), Err(Error::NotFound));
+    assert_eq!(file_system.create("/file/inner"), Err(Error::NotADirectory));
+    assert_eq!(file_system.lookup("/file/inner"), Err(Error::NotADirectory));
+    assert_eq!(
+        file_system.create(&format!("/{}", "n".repeat(256))),
+        Err(Error::NameTooLong)
+    );
+    assert_eq!(file_system.create("/.."), Err(Error::EscapesRoot));
+    assert_eq!(file_system.lookup("/a/../../b"), Err(Error::EscapesRoot));
+    assert_eq!(file_system.create("relative"), Err(Error::InvalidPath));
+    assert_eq!(file_system.create("/nul\0"), Err(Error::InvalidPath));
+    assert_eq!(file_system.create("/"), Err(Error::AlreadyExists));
+    assert!(matches!(file_system.remove("/"), Err(Error::InvalidOperation(_))));
+    let longest = format!("/{}", "n".repeat(255));
+    let inode = file_system.create(&longest).unwrap();
+    assert_eq!(file_system.lookup(&longest), Ok(inode));
+    assert!(!Error::EscapesRoot.to_string().is_empty());
+    sync_and_check(file_system);
+}
+
+#[test]
+fn remove_files_and_directories() {
+    let mut file_system = mount(small_image(2048, 64));
+    let before = file_system.statfs();
+    file_system.mkdir("/d").unwrap();
+    file_system.mkdir("/d/e").unwrap();
+    let file = file_system.create("/d/e/f").unwrap();
+    write_in_chunks(&mut file_system, file, &pattern(400 * 1024, 3), 50_000);
+    assert_eq!(file_system.remove("/d"), Err(Error::DirectoryNotEmpty));
+    assert_eq!(file_system.remove("/d/e"), Err(Error::DirectoryNotEmpty));
+    assert_eq!(file_system.remove("/d/x"), Err(Error::NotFound));
+    file_system.remove("/d/e/f").unwrap();
+    assert_eq!(file_system.stat(file), Err(Error::NotFound));
+    assert_eq!(file_system.lookup("/d/e/f"), Err(Error::NotFound));
+    file_system.remove("/d/e").unwrap();
+    let directory = file_system.lookup("/d").unwrap();
+    assert_eq!(file_system.stat(directory).unwrap().links, 2);
+    let mut file_system = sync_and_check(file_system);
+    file_system.remove("/d").unwrap();
+    assert_eq!(file_system.statfs(), before);
+    file_system.remove("/lost+found").unwrap();
+    assert_eq!(file_system.stat(InodeNumber::ROOT).unwrap().links, 2);
+    sync_and_check(file_system);
+}
+
+#[test]
+fn rename_files_and_directories() {
+    let mut file_system = mount(grouped_image(2048, 128, 512));
+    let a = file_system.mkdir("/a").unwrap();
+    let b = file_system.mkdir("/b").unwrap();
+    let one = file_system.create("/a/one").unwrap();
+    file_system.write(one, 0, &pattern(20_000, 4)).unwrap();
+    let two = file_system.create("/b/two").unwrap();
+    file_system.write(two, 0, &pattern(30_000, 5)).unwrap();
+
+    // Within a directory, then across.
+    file_system.rename("/a/one", "/a/uno").unwrap();
+    assert_eq!(file_system.lookup("/a/uno"), Ok(one));
+    assert_eq!(file_system.lookup("/a/one"), Err(Error::NotFound));
+    file_system.rename("/a/uno", "/b/one").unwrap();
+    assert_eq!(names(&mut file_system, "/a"), Vec::<String>::new());
+    assert_eq!(names(&mut file_system, "/b"), ["one", "two"]);
+
+    // Replacing a file frees it.
+    let free = file_system.statfs().free_blocks;
+    file_system.rename("/b/one", "/b/two").unwrap();
+    assert_eq!(file_system.lookup("/b/two"), Ok(one));
+    assert_eq!(file_system.stat(two), Err(Error::NotFound));
+    // 30 data blocks and an indirect block.
+    assert_eq!(file_system.statfs().free_blocks, free + 31);
+    assert_eq!(read_all(&mut file_system, one), pattern(20_000, 4));
+    file_system.rename("/b/two", "/b/two").unwrap();
+
+    // A directory moves with its contents; links and `..` follow.
+    let c = file_system.mkdir("/a/c").unwrap();
+    file_system.create("/a/c/inner").unwrap();
+    file_system.rename("/a/c", "/b/c").unwrap();
+    assert_eq!(file_system.stat(a).unwrap().links, 2);
+    assert_eq!(file_system.stat(b).unwrap().links, 3);
+    assert!(file_system.lookup("/b/c/inner").is_ok());
+    assert_eq!(file_system.lookup("/b/c"), Ok(c));
+    assert!(matches!(
+        file_system.rename("/b", "/b/c/b"),
+        Err(Error::InvalidOperation(_))
+    ));
+    assert_eq!(file_system.rename("/b/c", "/b"), Err(Error::DirectoryNotEmpty));
+    assert_eq!(file_system.rename("/b/two", "/b/c"), Err(Error::IsADirectory));
+    assert_eq!(file_system.rename("/b/c", "/b/two"), Err(Error::NotADirectory));
+    assert_eq!(file_system.rename("/b/none", "/b/x"), Err(Error::NotFound));
+    assert!(matches!(file_system.rename("/", "/x"), Err(Error::InvalidOperation(_))));
+    let mut file_system = sync_and_check(file_system);
+
+    // A directory replaces an empty directory, in another parent.
+    file_system.mkdir("/empty").unwrap();
+    file_system.rename("/b/c", "/empty").unwrap();
+    assert!(file_system.lookup("/empty/inner").is_ok());
+    assert_eq!(file_system.stat(b).unwrap().links, 2);
+    assert_eq!(file_system.stat(InodeNumber::ROOT).unwrap().links, 6);
+    // The same in one parent.
+    file_system.mkdir("/x").unwrap();
+    file_system.rename("/a", "/x").unwrap();
+    assert_eq!(file_system.stat(InodeNumber::ROOT).unwrap().links, 6);
+    sync_and_check(file_system);
+}
+
+#[test]
+fn many_files() {
+    let mut file_system = mount(grouped_image(8192, 1024, 1024));
+    let directories = ["/d0", "/d1", "/d2", "/d3", "/d4"];
+    for directory in directories {
+        file_system.mkdir(directory).unwrap();
+    }
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for index in 0..500 {
+        let path = format!("{}/file-{index:03}-with-a-longer-name", directories[index % 5]);
+        let inode = file_system.create(&path).unwrap();
+        let data = pattern(index * 37 % 3000, index as u32);
+        file_system.write(inode, 0, &data).unwrap();
+        files.push((path, data));
+    }
+    for (index, (path, _)) in files.iter_mut().enumerate() {
+        if index % 2 == 0 {
+            let renamed = format!("{}/renamed-{index}", directories[(index + 1) % 5]);
+            file_system.rename(path, &renamed).unwrap();
+            *path = renamed;
+        }
+    }
+    let mut index = 0;
+    files.retain(|(path, _)| {
+        index += 1;
+        if index % 3 == 0 {
+            file_system.remove(path).unwrap();
+            false
+        } else {
+            true
+        }
+    });
+    let mut file_system = sync_and_check(file_system);
+    for (path, data) in &files {
+        let inode = file_system.lookup(path).unwrap();
+        assert_eq!(&read_all(&mut file_system, inode), data, "{path}");
+    }
+    let listed: usize = directories
+        .iter()
+        .map(|directory| names(&mut file_system, directory).len())
+        .sum();
+    assert_eq!(listed, files.len());
+}
+
+#[test]
+fn full_disk() {
+    let mut file_system = mount(grouped_image(1024, 64, 256));
+    let kept = pattern(100 * 1024, 6);
+    let first = file_system.create("/kept").unwrap();
+    write_in_chunks(&mut file_system, first, &kept, 10_000);
+    let filler = file_system.create("/filler").unwrap();
+    let chunk = pattern(16 * 1024, 7);
+    let mut offset = 0u64;
+    loop {
+        match file_system.write(filler, offset, &chunk) {
+            Ok(written) => {
+                offset += written as u64;
+                if written < chunk.len() {
+                    break;
+                }
+            }
+            Err(Error::NoSpace) => break,
+            Err(error) => panic!("unexpected {error}"),
+        }
+    }
+    assert_eq!(file_system.write(filler, offset, &chunk), Err(Error::NoSpace));
+    assert_eq!(file_system.statfs().free_blocks, 0);
+    assert_eq!(file_system.stat(filler).unwrap().size, offset);
+    let content = read_all(&mut file_system, filler);
+    for (index, piece) in content.chunks(chunk.len()).enumerate() {
+        assert_eq!(piece, &chunk[..piece.len()], "chunk {index}");
+    }
+    assert_eq!(read_all(&mut file_system, first), kept);
+    assert_eq!(file_system.mkdir("/no-room"), Err(Error::NoSpace));
+    let empty = file_system.create("/empty").unwrap();
+    assert_eq!(file_system.write(empty, 0, b"x"), Err(Error::NoSpace));
+    let mut file_system = sync_and_check(file_system);
+
+    // Freeing space makes it usable again.
+    file_system.remove("/filler").unwrap();
+    file_system.mkdir("/room").unwrap();
+    let empty = file_system.lookup("/empty").unwrap();
+    assert_eq!(file_system.write(empty, 0, b"x"), Ok(1));
+    sync_and_check(file_system);
+}
+
+#[test]
+fn out_of_inodes() {
+    let mut file_system = mount(small_image(1024, 16));
+    let mut created = 0;
+    let error = loop {
+        match file_system.create(&format!("/f{created}")) {
+            Ok(_) => created += 1,
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(error, Error::NoInodes);
+    assert!(created > 0);
+    assert_eq!(file_system.statfs().free_inodes, 0);
+    assert_eq!(file_system.mkdir("/dir"), Err(Error::NoInodes));
+    sync_and_check(file_system);
+}
+
+/// Runs the same operations with a tiny and a large cache: same image, and
+/// still clean after more changes through the tiny cache.
+#[test]
+fn small_cache_evicts_correctly() {
+    let image = grouped_image(4096, 256, 2048);
+    let run = |cache_blocks: usize| {
+        let mut file_system = FileSystem::mount_with_cache(image.clone(), cache_blocks).unwrap();
+        file_system.set_time(1_700_000_000);
+        let mut expected = Vec::new();
+        for index in 0..12u32 {
+            let directory = format!("/dir{}", index % 3);
+            if index < 3 {
+                file_system.mkdir(&directory).unwrap();
+            }
+            let inode = file_system.create(&format!("{directory}/file{index}")).unwrap();
+            let data = pattern(20_000 + index as usize * 9_000, index);
+            write_in_chunks(&mut file_system, inode, &data, 3000);
+            expected.push((inode, data));
+        }
+        for (inode, data) in &expected {
+            assert_eq!(&read_all(&mut file_system, *inode), data);
+        }
+        file_system.sync().unwrap();
+        file_system.into_device()
+    };
+    let small = run(8);
+    let large = run(4096);
+    let differing: Vec<usize> = (0..small.bytes.len() / 1024)
+        .filter(|&block| small.bytes[block * 1024..][..1024] != large.bytes[block * 1024..][..1024])
+        .collect();
+    assert!(differing.is_empty(), "the cache size changed blocks {differing:?}");
+    let mut file_system = FileSystem::mount_with_cache(small, 8).unwrap();
+    file_system.remove("/dir1/file4").unwrap();
+    file_system.remove("/dir2/file5").unwrap();
+    sync_and_check(file_system);
+}
+
+#[test]
+fn writes_are_contiguous_and_batched() {
+    let mut file_system = mount(small_image(4096, 64));
+    let inode = file_system.create("/file").unwrap();
+    file_system.sync().unwrap();
+    let writes_before = file_system.device.writes;
+    write_in_chunks(&mut file_system, inode, &pattern(1 << 20, 8), 1 << 16);
+    file_system.sync().unwrap();
+    // 1 MiB of data in 64 KiB calls, plus a few metadata writes.
+    let writes = file_system.device.writes - writes_before;
+    assert!(writes <= 16 + 8, "{writes} device writes");
+    let reads_before = file_system.device.reads;
+    let mut file_system = FileSystem::mount(file_system.into_device()).unwrap();
+    let data = read_all(&mut file_system, inode);
+    assert_eq!(data, pattern(1 << 20, 8));
+    let reads = file_system.device.reads - reads_before;
+    // Indirect blocks split the runs a few times.
+    assert!(reads <= 32, "{reads} device reads");
+}
+
+#[test]
+fn persists_across_mounts() {
+    let mut file_system = mount(small_image(2048, 64));
+    file_system.mkdir("/keep").unwrap();
+    let inode = file_system.create("/keep/data").unwrap();
+    file_system.write(inode, 0, &pattern(50_000, 9)).unwrap();
+    file_system.sync().unwrap();
+    let usage = file_system.statfs();
+    let mut file_system = FileSystem::mount(file_system.into_device()).unwrap();
+    assert_eq!(file_system.statfs(), usage);
+    let inode = file_system.lookup("/keep/data").unwrap();
+    assert_eq!(read_all(&mut file_system, inode), pattern(50_000, 9));
+
+    // Without sync, nothing of the new file reaches the device.
+    file_system.create("/lost").unwrap();
+    let mut file_system = FileSystem::mount(file_system.into_device()).unwrap();
+    assert_eq!(file_system.lookup("/lost"), Err(Error::NotFound));
+}
+
+#[test]
+fn device_errors_are_reported() {
+    let mut file_system = mount(small_image(1024, 64));
+    let inode = file_system.create("/file").unwrap();
+    file_system.device.failing = true;
+    assert_eq!(file_system.sync(), Err(Error::Device(DeviceError { code: 5 })));
+    let mut device = file_system.into_device();
+    assert!(FileSystem::mount(device.clone()).is_err());
+    device.failing = false;
+    let mut file_system = FileSystem::mount(device).unwrap();
+    assert_eq!(
+        file_system.stat(inode).map(|metadata| metadata.size),
+        Err(Error::NotFound)
+    );
+}
+
+fn set_u32(bytes: &mut [u8], offset: usize, value: u32) {
+    bytes[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+#[test]
+fn mount_refuses_bad_images() {
+    let image = small_image(1024, 64);
+    let refuse = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut device = image.clone();
+        edit(&mut device.bytes);
+        match FileSystem::mount(device) {
+            Ok(_) => panic!("mounted a bad image"),
+            Err(error) => error,
+        }
+    };
+    assert!(matches!(
+        refuse(&|bytes| bytes[1024..2048].fill(0)),
+        Error::BadSuperblock(_)
+    ));
+    assert!(matches!(
+        refuse(&|bytes| bytes[1024 + 56] = 0x54),
+        Error::BadSuperblock(_)
+    ));
+    assert!(matches!(
+        refuse(&|bytes| set_u32(bytes, 1024 + 96, 0x2 | 0x40)),
+        Error::Unsupported(_)
+    ));
+    assert!(matches!(
+        refuse(&|bytes| set_u32(bytes, 1024 + 100, 0x3 | 0x400)),
+        Error::Unsupported(_)
+    ));
+    assert!(matches!(
+        refuse(&|bytes| set_u32(bytes, 1024 + 24, 7)),
+        Error::Unsupported(_)
+    ));
+    assert!(matches!(
+        refuse(&|bytes| set_u32(bytes, 1024 + 32, 0)),
+        Error::BadSuperblock(_)
+    ));
+    assert!(matches!(
+        refuse(&|bytes| set_u32(bytes, 1024 + 4, 1 << 30)),
+        Error::BadSuperblock(_)
+    ));
+    assert!(matches!(
+        refuse(&|bytes| bytes.truncate(512 * 1024)),
+        Error::BadSuperblock(_)
+    ));
+    assert!(matches!(refuse(&|bytes| bytes.truncate(512)), Error::BadSuperblock(_)));
+    assert!(matches!(
+        refuse(&|bytes| set_u32(bytes, 2048 + 8, 5000)),
+        Error::Corrupt(_)
+    ));
+    let error = refuse(&|bytes| set_u32(bytes, 1024 + 96, 0x2 | 0x4));
+    assert!(error.to_string().contains("needs_recovery"), "{error}");
+}
+
+/// Flips random bytes in the metadata of a used image: mounting and using
+/// it returns errors or succeeds, and never panics.
+#[test]
+fn corrupt_metadata_never_panics() {
+    let mut file_system = mount(small_image(512, 64));
+    for directory in ["/a", "/a/b", "/c"] {
+        file_system.mkdir(directory).unwrap();
+    }
+    for (index, path) in ["/f", "/a/g", "/a/b/h", "/c/i"].iter().enumerate() {
+        let inode = file_system.create(path).unwrap();
+        file_system
+            .write(inode, 0, &pattern(index * 70_000 + 500, index as u32))
+            .unwrap();
+    }
+    file_system.sync().unwrap();
+    let image = file_system.into_device();
+    // Superblock, descriptors, bitmaps, inode table and the first
+    // directory and indirect blocks all lie in the first 64 blocks.
+    let metadata_end = 64 * 1024;
+    let mut random = Random(0x2545_F491_4F6C_DD1D);
+    for _ in 0..400 {
+        let mut device = image.clone();
+        for _ in 0..1 + random.below(8) {
+            let at = 1024 + random.below(metadata_end - 1024);
+            device.bytes[at] = random.next() as u8;
+        }
+        let Ok(mut file_system) = FileSystem::mount_with_cache(device, 16) else {
+            continue;
+        };
+        let mut buffer = vec![0; 80_000];
+        for path in ["/f", "/a/g", "/a/b/h", "/c/i", "/a/b", "/lost+found"] {
+            if let Ok(inode) = file_system.lookup(path) {
+                let _ = file_system.stat(inode);
+                let _ = file_system.read(inode, 0, &mut buffer);
+                let _ = file_system.read_dir(inode);
+            }
+        }
+        let _ = file_system.read_dir(InodeNumber::ROOT);
+        if let Ok(inode) = file_system.create("/a/new") {
+            let _ = file_system.write(inode, 5000, &buffer[..20_000]);
+            let _ = file_system.truncate(inode, 100);
+        }
+        let _ = file_system.mkdir("/c/dir");
+        let _ = file_system.rename("/a/b/h", "/c/h");
+        let _ = file_system.rename("/a/b", "/c/b");
+        let _ = file_system.remove("/f");
+        let _ = file_system.remove("/a/g");
+        let _ = file_system.sync();
+    }
+}
+
+/// Random operations checked against a model of the tree, through a small
+/// cache, then a clean e2fsck.
+fn random_operations_match_a_model(image: MemoryDevice, seed: u64) {
+    use std::collections::BTreeMap;
+    use std::collections::btree_map::Entry;
+
+    let mut file_system = FileSystem::mount_with_cache(image, 32).unwrap();
+    // Path to contents; `None` for a directory.
+    let mut model: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    let mut random = Random(seed);
+    let directories = ["", "/p", "/q", "/p/r"];
+    for directory in &directories[1..] {
+        file_system.mkdir(directory).unwrap();
+        model.insert(directory.to_string(), None);
+    }
+    let random_file =
+        |random: &mut Random| format!("{}/n{}", directories[random.below(directories.len())], random.below(12));
+    for step in 0..1500 {
+        let path = random_file(&mut random);
+        match random.below(6) {
+            0 => {
+                let result = file_system.create(&path);
+                match model.entry(path) {
+                    Entry::Occupied(_) => assert_eq!(result, Err(Error::AlreadyExists)),
+                    Entry::Vacant(slot) => {
+                        result.unwrap();
+                        slot.insert(Some(Vec::new()));
+                    }
+                }
+            }
+            1 | 2 => {
+                if let Some(Some(contents)) = model.get_mut(&path) {
+                    let offset = random.below(150_000);
+                    let data = pattern(random.below(20_000), step);
+                    let inode = file_system.lookup(&path).unwrap();
+                    assert_eq!(file_system.write(inode, offset as u64, &data), Ok(data.len()));
+                    if contents.len() < offset + data.len() {
+                        contents.resize(offset + data.len(), 0);
+                    }
+                    contents[offset..offset + data.len()].copy_from_slice(&data);
+                }
+            }
+            3 => {
+                if let Some(Some(contents)) = model.get_mut(&path) {
+                    let size = random.below(160_000);
+                    let inode = file_system.lookup(&path).unwrap();
+                    file_system.truncate(inode, size as u64).unwrap();
+                    contents.resize(size, 0);
+                }
+            }
+            4 => {
+                let target = random_file(&mut random);
+                match (model.get(&path).cloned(), model.get(&target)) {
+                    (Some(Some(contents)), None | Some(Some(_))) => {
+                        file_system.rename(&path, &target).unwrap();
+                        model.remove(&path);
+                        model.insert(target, Some(contents));
+                    }
+                    (None, _) => assert_eq!(file_system.rename(&path, &target), Err(Error::NotFound)),
+                    _ => {}
+                }
+            }
+            _ => {
+                if model.get(&path).is_some_and(|entry| entry.is_some()) {
+                    file_system.remove(&path).unwrap();
+                    model.remove(&path);
+                } else if !model.contains_key(&path) {
+                    assert_eq!(file_system.remove(&path), Err(Error::NotFound));
+                }
+            }
+        }
+    }
+    let mut file_system = sync_and_check(file_system);
+    for (path, contents) in &model {
+        let inode = file_system.lookup(path).unwrap();
+        match contents {
+            Some(contents) => assert_eq!(&read_all(&mut file_system, inode), contents, "{path}"),
+            None => assert_eq!(file_system.stat(inode).unwrap().kind, FileKind::Directory),
+        }
+    }
+    for directory in ["/", "/p", "/q", "/p/r"] {
+        let prefix = directory.trim_end_matches('/');
+        let mut expected: Vec<String> = model
+            .keys()
+            .filter_map(|path| path.strip_prefix(prefix)?.strip_prefix('/'))
+            .filter(|rest| !rest.contains('/'))
+            .map(String::from)
+            .collect();
+        if directory == "/" {
+            expected.push("lost+found".into());
+        }
+        expected.sort();
+        assert_eq!(names(&mut file_system, directory), expected, "{directory}");
+    }
+}
+
+#[test]
+fn random_operations_1k_blocks() {
+    random_operations_match_a_model(grouped_image(8192, 512, 1024), 0x9E37_79B9_7F4A_7C15);
+}
+
+#[test]
+fn random_operations_4k_blocks_default_features() {
+    random_operations_match_a_model(make_image(&["-b", "4096"], 16384), 0xDEAD_BEEF_1234_5679);
+}

@@ -1,0 +1,144 @@
+//! Transfer buffers: how bulk data moves between a client and a server
+//! without travelling in messages.
+//!
+//! The client makes a few frames, maps them ([`TransferBuffer`]) and sends
+//! each to the server with a request of the protocol's own ("share page
+//! N"); the server maps each page it receives ([`SharedPages`]). A request
+//! then names a byte range of the buffer. The server checks every range
+//! against the pages it was given, so a client can only hurt itself.
+
+use abi::Rights;
+use alloc::collections::BTreeMap;
+use core::ops::Range;
+use runtime::capability::{self, AddressSpace, Destination, Frame, Memory, Slot, Slots};
+use runtime::memory::Region;
+
+const PAGE: usize = 4096;
+
+/// The client's side: frames mapped at consecutive addresses.
+pub struct TransferBuffer {
+    region: Region,
+    first: Slot,
+    pages: u8,
+}
+
+impl TransferBuffer {
+    /// Makes `pages` physically consecutive frames from `memory` in fresh
+    /// slots and maps them read-write in `address_space` (this process's).
+    ///
+    /// # Errors
+    /// A failed syscall (slots, memory).
+    pub fn new(slots: &Slots, memory: Memory, address_space: AddressSpace, pages: u8) -> Result<Self, abi::Error> {
+        let first = slots.allocate()?;
+        for _ in 1..pages {
+            slots.allocate()?;
+        }
+        memory.create_contiguous_frames(first, u64::from(pages))?;
+        let frames = (0..pages).map(move |page| Frame(Slot(first.0 + u64::from(page))));
+        let region = Region::map(address_space, frames, Rights::READ | Rights::WRITE)?;
+        Ok(Self { region, first, pages })
+    }
+
+    /// Each page's index and frame, to send to the server.
+    pub fn frames(&self) -> impl Iterator<Item = (u8, Frame)> + '_ {
+        (0..self.pages).map(|page| (page, Frame(Slot(self.first.0 + u64::from(page)))))
+    }
+
+    /// The mapped bytes.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.region.len()
+    }
+
+    /// Whether it has no pages.
+    pub fn is_empty(&self) -> bool {
+        self.region.is_empty()
+    }
+}
+
+/// A byte range outside the pages a client shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotShared;
+
+/// The server's side: the pages one client shared, each mapped alone.
+#[derive(Default)]
+pub struct SharedPages {
+    pages: BTreeMap<u8, Region>,
+}
+
+impl SharedPages {
+    /// Maps the frame that arrived in `received` as page `page`, keeping the
+    /// capability in a fresh slot (replacing an earlier page `page`).
+    ///
+    /// # Errors
+    /// [`NotShared`] if nothing usable arrived (not a frame, no slots).
+    pub fn share(
+        &mut self,
+        page: u8,
+        received: Slot,
+        slots: &Slots,
+        address_space: AddressSpace,
+    ) -> Result<(), NotShared> {
+        let kept = slots.allocate().map_err(|_| NotShared)?;
+        capability::move_to(received, Destination::own(kept)).map_err(|_| NotShared)?;
+        match Region::map(
+            address_space,
+            core::iter::once(Frame(kept)),
+            Rights::READ | Rights::WRITE,
+        ) {
+            Ok(region) => {
+                self.pages.insert(page, region);
+                Ok(())
+            }
+            Err(_) => {
+                let _ = capability::delete(Destination::own(kept));
+                Err(NotShared)
+            }
+        }
+    }
+
+    /// Copies `bytes` of the buffer into `into` (as long as the range).
+    ///
+    /// # Errors
+    /// [`NotShared`] if a page of the range was not shared.
+    pub fn read(&self, bytes: Range<usize>, into: &mut [u8]) -> Result<(), NotShared> {
+        self.walk(bytes.start, into.len(), |region, at, range| {
+            region.read(at, &mut into[range]).map_err(|_| NotShared)
+        })
+    }
+
+    /// Copies `from` into the buffer at `start`.
+    ///
+    /// # Errors
+    /// [`NotShared`] if a page of the range was not shared.
+    pub fn write(&self, start: usize, from: &[u8]) -> Result<(), NotShared> {
+        self.walk(start, from.len(), |region, at, range| {
+            region.write(at, &from[range]).map_err(|_| NotShared)
+        })
+    }
+
+    /// Calls `each(page, offset in the page, range of the caller's slice)`
+    /// for every page the `length` bytes from `start` touch.
+    fn walk(
+        &self,
+        start: usize,
+        length: usize,
+        mut each: impl FnMut(&Region, usize, Range<usize>) -> Result<(), NotShared>,
+    ) -> Result<(), NotShared> {
+        let mut done = 0;
+        while done < length {
+            let position = start.checked_add(done).ok_or(NotShared)?;
+            let page = u8::try_from(position / PAGE).map_err(|_| NotShared)?;
+            let region = self.pages.get(&page).ok_or(NotShared)?;
+            let within = position % PAGE;
+            let run = (PAGE - within).min(length - done);
+            each(region, within, done..done + run)?;
+            done += run;
+        }
+        Ok(())
+    }
+}

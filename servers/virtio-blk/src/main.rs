@@ -1,0 +1,291 @@
+//! virtio-blk: drives one virtio block device through its legacy I/O BAR
+//! and serves the block protocol.
+//!
+//! Its authority is what init gave it for the device (the interrupt and the
+//! I/O BAR) and pci's configuration access to that device alone. DMA goes
+//! through frames it makes itself, physically consecutive, whose addresses
+//! the kernel reports; clients' data is copied between their shared
+//! transfer buffers and that memory, so the device only ever touches the
+//! driver's own pages. One request is in flight at a time; completions
+//! arrive by interrupt.
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use abi::Rights;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use block::{Block, Error, MAX_BUFFER_PAGES, MAX_TRANSFER, Reply, Request, check_transfer};
+use pci::{Pci, Resource};
+use runtime::capability::{
+    self, AddressSpace, Destination, Endpoint, Frame, IoPorts, Irq, Memory, Notification, Slot, Slots,
+};
+use runtime::ipc::Buffer;
+use runtime::memory::Region;
+use service::process::{CSPACE_SLOTS, slot};
+use service::transfer::SharedPages;
+use service::{Client, ErrorCode, Response};
+use virtio_blk::{QueueLayout, STATUS_OK, descriptor, feature, register, request, request_header, status};
+
+runtime::entry!(main, heap_kib = 256);
+
+const OWN_SPACE: AddressSpace = AddressSpace(slot::ADDRESS_SPACE);
+/// Bytes of DMA memory after the queue: a page for the request header and
+/// status byte, then the data pages.
+const HEADER_PAGE: usize = 4096;
+const STATUS_OFFSET: usize = 16;
+
+/// The device, set up.
+struct Device {
+    ports: IoPorts,
+    base: u16,
+    irq: Irq,
+    interrupts: Notification,
+    /// Queue, header page and data, in one run of DMA memory.
+    dma: Region,
+    dma_physical: u64,
+    layout: QueueLayout,
+    /// The next running index of the available ring.
+    next_available: u16,
+    /// The used-ring index seen last.
+    last_used: u16,
+    sectors: u64,
+    features: u32,
+}
+
+fn main() -> u64 {
+    match run() {
+        Ok(never) => match never {},
+        Err(message) => {
+            runtime::println!("virtio-blk: {message}");
+            1
+        }
+    }
+}
+
+fn run() -> Result<core::convert::Infallible, &'static str> {
+    let [first_free, _] = runtime::start_arguments();
+    let slots = Slots::new(first_free, CSPACE_SLOTS);
+    let buffer = Buffer::main_thread();
+    let memory = Memory(slot::MEMORY);
+    let pci =
+        Client::<Pci>::connect(slots.allocate().map_err(|_| "no slots")?, buffer).map_err(|_| "no pci service")?;
+    let Ok(pci::Reply::Devices(devices)) = pci.call(&pci::Request::Claimed) else {
+        return Err("pci does not answer");
+    };
+    let device = devices.first().ok_or("no device was given to this driver")?;
+    let mut found = (None, None);
+    for (index, resource) in (slot::FIRST_DEVICE.0..).zip(pci::resources(device)) {
+        match resource {
+            Resource::Interrupt(_) => found.0 = Some(Irq(Slot(index))),
+            Resource::Ports { bar: 0, first, .. } => found.1 = Some((IoPorts(Slot(index)), first)),
+            _ => {}
+        }
+    }
+    let (Some(irq), Some((ports, base))) = found else {
+        return Err("the device has no interrupt or no legacy I/O BAR");
+    };
+    let mut device = Device::start(&slots, memory, ports, base, irq).map_err(|_| "the device did not start")?;
+    runtime::println!(
+        "virtio-blk: {} sectors ({} MiB){}",
+        device.sectors,
+        device.sectors / 2048,
+        if device.read_only() { ", read-only" } else { "" }
+    );
+    let endpoint = memory
+        .create_endpoint(slots.allocate().map_err(|_| "no slots")?)
+        .map_err(|_| "no memory")?;
+    let receive = slots.allocate().map_err(|_| "no slots")?;
+    service::names::register("block", endpoint.0, buffer).map_err(|_| "may not provide 'block'")?;
+    let mut transfers: BTreeMap<u64, SharedPages> = BTreeMap::new();
+    service::serve::<Block>(Endpoint(endpoint.0), buffer, Some(receive), |request| {
+        let transfer = transfers.entry(request.badge).or_default();
+        let reply = match request.body {
+            Request::Share { page } if request.capabilities == 1 && page < MAX_BUFFER_PAGES => transfer
+                .share(page, receive, &slots, OWN_SPACE)
+                .map(|()| Reply::Done)
+                .map_err(|_| Error::NoBuffer),
+            Request::Share { .. } => {
+                let _ = capability::delete(Destination::own(receive));
+                Err(Error::NoBuffer)
+            }
+            Request::Info => Ok(Reply::Info {
+                sectors: device.sectors,
+                read_only: device.read_only(),
+            }),
+            Request::Read { sector, count, offset } => device.read(transfer, sector, count, offset),
+            Request::Write { sector, count, offset } => device.write(transfer, sector, count, offset),
+            Request::Flush => device.flush(),
+        };
+        Ok::<_, ErrorCode>(Response::from(reply))
+    });
+    Err("the endpoint failed")
+}
+
+impl Device {
+    /// Resets the device, negotiates features and sets up queue 0.
+    fn start(slots: &Slots, memory: Memory, ports: IoPorts, base: u16, irq: Irq) -> Result<Self, abi::Error> {
+        let write = |offset: u16, width: u8, value: u64| ports.write(base + offset, width, value);
+        let read = |offset: u16, width: u8| ports.read(base + offset, width);
+        write(register::STATUS, 1, 0)?;
+        write(register::STATUS, 1, u64::from(status::ACKNOWLEDGE))?;
+        write(register::STATUS, 1, u64::from(status::ACKNOWLEDGE | status::DRIVER))?;
+        let offered = read(register::DEVICE_FEATURES, 4)? as u32;
+        let features = offered & (feature::FLUSH | feature::READ_ONLY);
+        write(register::DRIVER_FEATURES, 4, u64::from(features))?;
+        write(register::QUEUE_SELECT, 2, 0)?;
+        let size = read(register::QUEUE_SIZE, 2)? as u16;
+        if size < 3 || !size.is_power_of_two() {
+            write(register::STATUS, 1, u64::from(status::FAILED))?;
+            return Err(abi::Error::new(abi::ErrorKind::InvalidState));
+        }
+        let layout = QueueLayout::new(size);
+        let pages = ((layout.bytes + HEADER_PAGE + MAX_TRANSFER) / 4096) as u64;
+        let first = slots.allocate()?;
+        for _ in 1..pages {
+            slots.allocate()?;
+        }
+        memory.create_contiguous_frames(first, pages)?;
+        let frames = (0..pages).map(|page| Frame(Slot(first.0 + page)));
+        let dma = Region::map(
+            OWN_SPACE,
+            frames.collect::<Vec<_>>().into_iter(),
+            Rights::READ | Rights::WRITE,
+        )?;
+        let dma_physical = capability::identify(first)?.physical;
+        write(register::QUEUE_ADDRESS, 4, dma_physical / 4096)?;
+        let interrupts = memory.create_notification(slots.allocate()?)?;
+        let signal = Notification(slots.allocate()?);
+        capability::mint(interrupts, Destination::own(signal.0), Rights::WRITE, 1)?;
+        irq.bind(signal)?;
+        irq.acknowledge()?;
+        let low = read(register::CAPACITY, 4)?;
+        let high = read(register::CAPACITY + 4, 4)?;
+        write(
+            register::STATUS,
+            1,
+            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK),
+        )?;
+        Ok(Self {
+            ports,
+            base,
+            irq,
+            interrupts,
+            dma,
+            dma_physical,
+            layout,
+            next_available: 0,
+            last_used: 0,
+            sectors: high << 32 | low,
+            features,
+        })
+    }
+
+    fn read_only(&self) -> bool {
+        self.features & feature::READ_ONLY != 0
+    }
+
+    /// Offset in DMA memory of the header page and of the data.
+    fn header_offset(&self) -> usize {
+        self.layout.bytes
+    }
+
+    fn data_offset(&self) -> usize {
+        self.layout.bytes + HEADER_PAGE
+    }
+
+    fn read(&mut self, transfer: &SharedPages, sector: u64, count: u32, offset: u32) -> Result<Reply, Error> {
+        let bytes = check_transfer(self.sectors, MAX_TRANSFER, sector, count, offset)?;
+        self.submit(request::IN, sector, bytes.len())?;
+        let mut data = alloc::vec![0; bytes.len()];
+        self.dma
+            .read(self.data_offset(), &mut data)
+            .map_err(|_| Error::Device)?;
+        transfer.write(bytes.start, &data).map_err(|_| Error::NoBuffer)?;
+        Ok(Reply::Done)
+    }
+
+    fn write(&mut self, transfer: &SharedPages, sector: u64, count: u32, offset: u32) -> Result<Reply, Error> {
+        let bytes = check_transfer(self.sectors, MAX_TRANSFER, sector, count, offset)?;
+        if self.read_only() {
+            return Err(Error::ReadOnly);
+        }
+        let mut data = alloc::vec![0; bytes.len()];
+        transfer.read(bytes, &mut data).map_err(|_| Error::NoBuffer)?;
+        self.dma.write(self.data_offset(), &data).map_err(|_| Error::Device)?;
+        self.submit(request::OUT, sector, data.len())?;
+        Ok(Reply::Done)
+    }
+
+    fn flush(&mut self) -> Result<Reply, Error> {
+        if self.features & feature::FLUSH != 0 {
+            self.submit(request::FLUSH, 0, 0)?;
+        }
+        Ok(Reply::Done)
+    }
+
+    /// Puts one request (header, data of `length` bytes, status) on the
+    /// queue, tells the device, and waits for its completion interrupt.
+    fn submit(&mut self, kind: u32, sector: u64, length: usize) -> Result<(), Error> {
+        self.try_submit(kind, sector, length).map_err(|_| Error::Device)?
+    }
+
+    fn try_submit(&mut self, kind: u32, sector: u64, length: usize) -> Result<Result<(), Error>, Fault> {
+        let header = self.header_offset();
+        let physical = |offset: usize| self.dma_physical + offset as u64;
+        self.dma.write(header, &request_header(kind, sector))?;
+        self.dma.store::<u8>(header + STATUS_OFFSET, 0xff)?;
+        let data_flags = if kind == request::IN { descriptor::WRITE } else { 0 };
+        let mut chain = Vec::new();
+        chain.push((physical(header), 16, 0));
+        if length > 0 {
+            chain.push((physical(self.data_offset()), length as u32, data_flags));
+        }
+        chain.push((physical(header + STATUS_OFFSET), 1, descriptor::WRITE));
+        let links = chain.len() as u16;
+        for (index, (address, bytes, flags)) in (0u16..).zip(chain) {
+            let at = self.layout.descriptor(index);
+            let next = if index + 1 < links { descriptor::NEXT } else { 0 };
+            self.dma.store::<u64>(at, address)?;
+            self.dma.store::<u32>(at + 8, bytes)?;
+            self.dma.store::<u16>(at + 12, flags | next)?;
+            self.dma.store::<u16>(at + 14, index + 1)?;
+        }
+        self.dma
+            .store::<u16>(self.layout.available_entry(self.next_available), 0)?;
+        self.next_available = self.next_available.wrapping_add(1);
+        // The entry must be visible before the index that publishes it.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        self.dma
+            .store::<u16>(self.layout.available_index(), self.next_available)?;
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        self.ports.write(self.base + register::QUEUE_NOTIFY, 2, 0)?;
+        while self.dma.load::<u16>(self.layout.used_index())? == self.last_used {
+            self.interrupts.wait()?;
+            // Reading the status lowers the line before it is unmasked.
+            self.ports.read(self.base + register::INTERRUPT_STATUS, 1)?;
+            self.irq.acknowledge()?;
+        }
+        self.last_used = self.last_used.wrapping_add(1);
+        let done = self.dma.load::<u8>(header + STATUS_OFFSET)?;
+        Ok(if done == STATUS_OK { Ok(()) } else { Err(Error::Device) })
+    }
+}
+
+/// Something went wrong talking to the device or the kernel.
+struct Fault;
+
+impl From<abi::Error> for Fault {
+    fn from(_: abi::Error) -> Self {
+        Self
+    }
+}
+
+impl From<runtime::memory::OutOfBounds> for Fault {
+    fn from(_: runtime::memory::OutOfBounds) -> Self {
+        Self
+    }
+}
