@@ -1,21 +1,34 @@
-//! `cargo xtask bench`: boots the release image and prints how long each
-//! stage takes. Figures, not pass/fail: compare them across changes.
+//! `cargo xtask bench`: prints IPC costs, disk throughput, and how long
+//! each boot stage takes. Figures, not pass/fail: compare them across
+//! changes.
 
 use image_builder::qemu::{self, Firmware};
-use image_builder::{BuildOptions, Images};
+use image_builder::{BuildOptions, Images, data_disk, workspace_root};
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
-use std::time::Instant;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The line that marks the first code running in ring 3.
 const FIRST_USER_LINE: &str = "init: running in ring 3";
 /// The line the shell prints when it is ready for commands.
 const SHELL_READY: &str = "shell: type 'help'";
 const RUNS: usize = 5;
+/// The disk benchmark's scratch disk, relative to the workspace root.
+const BENCH_DISK: &str = "target/disks/bench.img";
+/// Its size and the part its filesystem takes: diskbench's fs passes need
+/// a 16 MiB file in the filesystem, its raw passes the last 16 MiB of the
+/// disk outside it.
+const BENCH_DISK_MIB: u64 = 96;
+const BENCH_FILESYSTEM_MIB: u64 = 48;
+/// How long the disk benchmark may run before QEMU is killed.
+const DISK_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Prints the IPC table, then times boots on both firmwares.
+/// Prints the IPC table and the disk table, then times boots on both
+/// firmwares.
 pub fn run() -> Result<(), String> {
     ipc()?;
+    disk()?;
     let images = image_builder::build(&BuildOptions {
         release: true,
         ..BuildOptions::default()
@@ -73,6 +86,94 @@ fn ipc() -> Result<(), String> {
     println!("IPC under QEMU TCG, release build");
     for line in table {
         println!("  {line}");
+    }
+    println!();
+    Ok(())
+}
+
+/// Boots the diskbench image (release) with a fresh scratch disk and
+/// prints sequential throughput through the block driver alone and through
+/// the filesystem server.
+fn disk() -> Result<(), String> {
+    let options = BuildOptions {
+        release: true,
+        system: Some(String::from("systems/diskbench.toml")),
+        ..BuildOptions::default()
+    };
+    let images = image_builder::build(&options).map_err(|error| error.to_string())?;
+    let disk = workspace_root().join(BENCH_DISK);
+    data_disk::create(&disk, BENCH_DISK_MIB, BENCH_FILESYSTEM_MIB).map_err(|error| error.to_string())?;
+    let mut command =
+        qemu::command(&images.bios, Firmware::Bios, Some(&disk), false).map_err(|error| error.to_string())?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot start QEMU: {error}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + DISK_TIMEOUT;
+    let mut lines = Vec::new();
+    let failure = loop {
+        match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let line = line.trim_end().to_string();
+                let error = line.starts_with("diskbench: error");
+                lines.push(line);
+                if error {
+                    break Some("diskbench reported an error");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(mpsc::RecvTimeoutError::Timeout) => break Some("diskbench did not finish in time"),
+        }
+    };
+    if failure.is_some() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|error| format!("waiting for QEMU: {error}"))?;
+    let text = lines.join("\n");
+    let failure = failure.or_else(|| {
+        (qemu::outcome(status) != Some(abi::debug_exit::Outcome::Success))
+            .then_some("the diskbench image did not power off cleanly")
+    });
+    if let Some(reason) = failure {
+        return Err(format!("{reason} ({status}):\n{text}"));
+    }
+    let figure = |name: &str| -> Result<f64, String> {
+        let prefix = format!("diskbench: {name} ");
+        lines
+            .iter()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|number| number.parse().ok())
+            .ok_or_else(|| format!("diskbench printed no '{name}' figure:\n{text}"))
+    };
+    let setup = lines
+        .iter()
+        .find_map(|line| {
+            line.strip_prefix("diskbench: ")
+                .filter(|rest| rest.contains("per pass"))
+        })
+        .unwrap_or("sequential passes");
+    println!("sequential disk throughput, {setup}; release build, QEMU TCG (virtio-blk)");
+    println!("{:<6} {:>12} {:>12} {:>10}", "", "raw driver", "through fs", "fs / raw");
+    for operation in ["write", "read"] {
+        let raw = figure(&format!("raw {operation}"))?;
+        let fs = figure(&format!("fs {operation}"))?;
+        println!(
+            "{operation:<6} {:>6.1} MiB/s {:>6.1} MiB/s {:>8.0} %",
+            raw,
+            fs,
+            fs / raw * 100.0
+        );
     }
     println!();
     Ok(())

@@ -41,6 +41,14 @@ impl<D: BlockDevice> FileSystem<D> {
     /// Allocates a block, the first free one at or after `goal` in its
     /// group, else the first free one in the following groups.
     pub(crate) fn allocate_block(&mut self, goal: u32) -> Result<u32, Error> {
+        self.allocate_blocks(goal, 1).map(|(block, _)| block)
+    }
+
+    /// Allocates up to `limit` consecutive blocks (at least one): the first
+    /// free one as for [`Self::allocate_block`], and the free blocks right
+    /// after it in its group. Returns the first block and the count. The
+    /// bitmap is searched and changed once for the whole run.
+    pub(crate) fn allocate_blocks(&mut self, goal: u32, limit: u32) -> Result<(u32, u32), Error> {
         let geometry = self.geometry;
         let goal = if (geometry.first_data_block..geometry.blocks_count).contains(&goal) {
             goal
@@ -51,18 +59,29 @@ impl<D: BlockDevice> FileSystem<D> {
         // The goal group comes first from the goal, and last from its start.
         for step in 0..=geometry.groups {
             let group = (goal_group + step) % geometry.groups;
-            if self.groups.free_blocks(group) == 0 {
+            let free = self.groups.free_blocks(group);
+            if free == 0 {
                 continue;
             }
             let first_block = geometry.group_first_block(group);
             let from = if step == 0 { (goal - first_block) as usize } else { 0 };
-            let limit = geometry.blocks_in_group(group) as usize;
             let bitmap_block = self.groups.block_bitmap(group);
             let bitmap = self.cache.read(&mut self.device, bitmap_block)?;
-            if let Some(bit) = find_clear_bit(bitmap, from, limit) {
-                set_bit(self.cache.write(&mut self.device, bitmap_block)?, bit, true);
-                self.groups.set_free_blocks(group, self.groups.free_blocks(group) - 1);
-                return Ok(first_block + bit as u32);
+            let end = (geometry.blocks_in_group(group) as usize).min(bitmap.len() * 8);
+            if let Some(bit) = find_clear_bit(bitmap, from, end) {
+                // No more than the descriptor counts free, so a count that
+                // disagrees with the bitmap cannot underflow.
+                let most = limit.clamp(1, u32::from(free)) as usize;
+                let count = (bit..end)
+                    .take(most)
+                    .take_while(|&candidate| !bit_is_set(bitmap, candidate))
+                    .count();
+                let bitmap = self.cache.write(&mut self.device, bitmap_block)?;
+                for taken in bit..bit + count {
+                    set_bit(bitmap, taken, true);
+                }
+                self.groups.set_free_blocks(group, free - count as u16);
+                return Ok((first_block + bit as u32, count as u32));
             }
         }
         Err(Error::NoSpace)
@@ -80,8 +99,13 @@ impl<D: BlockDevice> FileSystem<D> {
         set_bit(bitmap, bit, false);
         self.groups
             .set_free_blocks(group, self.groups.free_blocks(group).saturating_add(1));
-        self.cache.discard(block);
+        self.cache.discard(block, 1);
         Ok(())
+    }
+
+    /// Frees each of `blocks`.
+    pub(crate) fn free_each(&mut self, blocks: impl IntoIterator<Item = u32>) -> Result<(), Error> {
+        blocks.into_iter().try_for_each(|block| self.free_block(block))
     }
 
     /// Allocates an inode: a file's in its parent's group, a directory's in

@@ -1,6 +1,8 @@
 //! A bounded write-back cache of filesystem blocks.
 //!
-//! Every block the filesystem reads or writes goes through here. Dirty blocks
+//! Metadata and the partial blocks at the edges of file reads and writes go
+//! through here; whole file blocks bypass it ([`BlockCache::read_direct`],
+//! [`BlockCache::write_direct`]) but stay coherent with it. Dirty blocks
 //! reach the device when they are evicted (least recently used first) or on
 //! [`BlockCache::flush`]. Each device call is an IPC round trip in the real
 //! system, so runs of consecutive blocks travel together, up to
@@ -35,6 +37,11 @@ pub(crate) struct BlockCache {
     /// Use stamp to block, oldest first.
     recency: BTreeMap<u64, u32>,
     clock: u64,
+    /// Buffers of evicted or discarded blocks, reused for the next loads so
+    /// that a busy cache does not go to the heap for every block.
+    spare: Vec<Vec<u8>>,
+    /// Reused staging buffer for writing back a run of dirty blocks.
+    staging: Vec<u8>,
 }
 
 impl BlockCache {
@@ -46,7 +53,15 @@ impl BlockCache {
             blocks: BTreeMap::new(),
             recency: BTreeMap::new(),
             clock: 0,
+            spare: Vec::new(),
+            staging: Vec::new(),
         }
+    }
+
+    /// The number of blocks cached.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len()
     }
 
     /// The longest run of blocks worth moving in one call.
@@ -54,8 +69,8 @@ impl BlockCache {
         (MAX_TRANSFER / self.block_size).min(self.capacity / 2).max(1)
     }
 
-    fn sector(&self, block: u32) -> u64 {
-        u64::from(block) * (self.block_size / SECTOR_SIZE) as u64
+    fn sector(&self, block: impl Into<u64>) -> u64 {
+        block.into() * (self.block_size / SECTOR_SIZE) as u64
     }
 
     /// A block's contents, read from the device if not cached.
@@ -78,49 +93,71 @@ impl BlockCache {
         Ok(&mut entry.data)
     }
 
-    /// Drops a block without writing it back: it has been freed.
-    pub(crate) fn discard(&mut self, block: u32) {
-        if let Some(entry) = self.blocks.remove(&block) {
-            self.recency.remove(&entry.stamp);
+    /// Drops `count` blocks from `first` without writing them back: they
+    /// have been freed, or are about to be overwritten on the device.
+    pub(crate) fn discard(&mut self, first: u32, count: usize) {
+        let end = u64::from(first) + count as u64;
+        while let Some((&block, _)) = self
+            .blocks
+            .range(first..)
+            .next()
+            .filter(|&(&block, _)| u64::from(block) < end)
+        {
+            self.remove(block);
         }
     }
 
-    /// Reads the uncached ones among `blocks`, one device call per run of
-    /// consecutive block numbers (at most [`Self::max_run`] blocks each).
-    pub(crate) fn prefetch<D: BlockDevice>(&mut self, device: &mut D, blocks: &[u32]) -> Result<(), Error> {
-        let mut index = 0;
-        while let Some(&first) = blocks.get(index) {
-            index += 1;
-            if self.blocks.contains_key(&first) {
-                continue;
+    /// Reads whole blocks from `first` into `buffer` (a multiple of the block
+    /// size) without caching them: cached copies, which may be newer than
+    /// the device, are copied; the runs between them come from the device
+    /// in as few calls as possible.
+    pub(crate) fn read_direct<D: BlockDevice>(
+        &self,
+        device: &mut D,
+        first: u32,
+        buffer: &mut [u8],
+    ) -> Result<(), Error> {
+        let mut block = u64::from(first);
+        for chunk in buffer.chunks_mut(MAX_TRANSFER) {
+            let end = block + (chunk.len() / self.block_size) as u64;
+            let mut at = 0;
+            while at < chunk.len() {
+                let cached = u32::try_from(block)
+                    .ok()
+                    .and_then(|from| self.blocks.range(from..).next())
+                    .filter(|&(&cached, _)| u64::from(cached) < end);
+                let uncached = cached.map_or(end, |(&cached, _)| u64::from(cached)) - block;
+                if uncached > 0 {
+                    let bytes = uncached as usize * self.block_size;
+                    device
+                        .read(self.sector(block), &mut chunk[at..at + bytes])
+                        .map_err(Error::Device)?;
+                    at += bytes;
+                    block += uncached;
+                } else if let Some((_, entry)) = cached {
+                    chunk[at..at + self.block_size].copy_from_slice(&entry.data);
+                    at += self.block_size;
+                    block += 1;
+                }
             }
-            let mut count = 1;
-            while count < self.max_run()
-                && blocks.get(index).is_some_and(|&next| {
-                    u64::from(next) == u64::from(first) + count as u64 && !self.blocks.contains_key(&next)
-                })
-            {
-                count += 1;
-                index += 1;
-            }
-            self.make_room(device, count)?;
-            let mut buffer = vec![0; count * self.block_size];
-            device.read(self.sector(first), &mut buffer).map_err(Error::Device)?;
-            for (block, data) in (0..)
-                .map(|offset| first + offset)
-                .zip(buffer.chunks_exact(self.block_size))
-            {
-                let stamp = self.next_stamp();
-                self.recency.insert(stamp, block);
-                self.blocks.insert(
-                    block,
-                    CachedBlock {
-                        data: data.to_vec(),
-                        dirty: false,
-                        stamp,
-                    },
-                );
-            }
+        }
+        Ok(())
+    }
+
+    /// Writes whole blocks from `first` straight to the device, dropping
+    /// any cached copies first so that they cannot shadow or overwrite the
+    /// new contents.
+    pub(crate) fn write_direct<D: BlockDevice>(
+        &mut self,
+        device: &mut D,
+        first: u32,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        self.discard(first, data.len() / self.block_size);
+        let mut block = u64::from(first);
+        for chunk in data.chunks(MAX_TRANSFER) {
+            device.write(self.sector(block), chunk).map_err(Error::Device)?;
+            block += (chunk.len() / self.block_size) as u64;
         }
         Ok(())
     }
@@ -156,25 +193,21 @@ impl BlockCache {
 
     /// Finds or loads a block and marks it most recently used.
     fn load<D: BlockDevice>(&mut self, device: &mut D, block: u32, read: bool) -> Result<&mut CachedBlock, Error> {
-        if !self.blocks.contains_key(&block) {
+        let loaded = if self.blocks.contains_key(&block) {
+            None
+        } else {
             self.make_room(device, 1)?;
-            let mut data = vec![0; self.block_size];
+            let mut data = self.spare.pop().unwrap_or_else(|| vec![0; self.block_size]);
             if read {
                 device.read(self.sector(block), &mut data).map_err(Error::Device)?;
             }
-            self.blocks.insert(
-                block,
-                CachedBlock {
-                    data,
-                    dirty: false,
-                    stamp: 0,
-                },
-            );
-        }
+            Some(data)
+        };
         let stamp = self.next_stamp();
         let block_size = self.block_size;
+        // The closure runs only on a miss, when `loaded` holds the data.
         let entry = self.blocks.entry(block).or_insert_with(|| CachedBlock {
-            data: vec![0; block_size],
+            data: loaded.unwrap_or_else(|| vec![0; block_size]),
             dirty: false,
             stamp,
         });
@@ -182,6 +215,16 @@ impl BlockCache {
         entry.stamp = stamp;
         self.recency.insert(stamp, block);
         Ok(entry)
+    }
+
+    /// Drops a block from the cache, keeping its buffer for reuse.
+    fn remove(&mut self, block: u32) {
+        if let Some(entry) = self.blocks.remove(&block) {
+            self.recency.remove(&entry.stamp);
+            if self.spare.len() < self.max_run() {
+                self.spare.push(entry.data);
+            }
+        }
     }
 
     /// Evicts least recently used blocks until `count` more fit. A dirty
@@ -196,7 +239,7 @@ impl BlockCache {
                 self.write_back(device, first, count)?;
             }
             self.recency.remove(&stamp);
-            self.blocks.remove(&victim);
+            self.remove(victim);
         }
         Ok(())
     }
@@ -221,13 +264,16 @@ impl BlockCache {
     /// Writes `count` cached blocks from `first` in one call and marks them
     /// clean.
     fn write_back<D: BlockDevice>(&mut self, device: &mut D, first: u32, count: usize) -> Result<(), Error> {
-        let mut buffer = Vec::with_capacity(count * self.block_size);
+        let mut staging = core::mem::take(&mut self.staging);
+        staging.clear();
         for block in (0..count as u32).map(|offset| first + offset) {
             if let Some(entry) = self.blocks.get(&block) {
-                buffer.extend_from_slice(&entry.data);
+                staging.extend_from_slice(&entry.data);
             }
         }
-        device.write(self.sector(first), &buffer).map_err(Error::Device)?;
+        let result = device.write(self.sector(first), &staging).map_err(Error::Device);
+        self.staging = staging;
+        result?;
         for block in (0..count as u32).map(|offset| first + offset) {
             if let Some(entry) = self.blocks.get_mut(&block) {
                 entry.dirty = false;

@@ -1,6 +1,11 @@
 //! Inodes and their block maps: loading and storing inode records, mapping
 //! a file's logical blocks through direct, single, double and triple
 //! indirect blocks, and reading, writing, truncating and freeing file data.
+//!
+//! File data moves in runs: one walk of the block map finds a run of
+//! physically consecutive blocks (or a hole) under one indirect block, and
+//! its whole blocks go straight between the device and the caller's buffer
+//! in large calls. Only the partial blocks at the edges go through the cache.
 
 use alloc::vec::Vec;
 
@@ -18,6 +23,53 @@ struct BlockPath {
     depth: usize,
     /// The pointer index in each indirect block, outermost first.
     indices: [usize; 3],
+}
+
+impl BlockPath {
+    /// The index of the data block's pointer in its leaf.
+    fn leaf_index(&self) -> usize {
+        match self.depth.checked_sub(1) {
+            None => self.slot,
+            Some(level) => self.indices[level],
+        }
+    }
+}
+
+/// Where the pointers to a run of a file's data blocks live.
+#[derive(Clone, Copy)]
+enum Leaf {
+    /// The direct slots of `i_block`.
+    Inode,
+    /// An indirect block whose pointers name data blocks.
+    Indirect(u32),
+}
+
+/// Data blocks allocated for consecutive logical blocks, not yet linked
+/// into the file.
+struct Reserved {
+    leaf: Leaf,
+    /// The index in `leaf` of the first block's pointer.
+    index: usize,
+    first: u32,
+    count: usize,
+}
+
+/// The run at `index` of a leaf's pointers, at most `available` long: its
+/// first pointer and how many pointers follow on from it, all zero (a hole)
+/// or counting up by one (consecutive blocks).
+fn scan_run(pointer: impl Fn(usize) -> u32, index: usize, available: usize) -> (u32, usize) {
+    let first = pointer(index);
+    let follows = (1..available)
+        .take_while(|&offset| {
+            let expected = if first == 0 {
+                Some(0)
+            } else {
+                first.checked_add(offset as u32)
+            };
+            Some(pointer(index + offset)) == expected
+        })
+        .count();
+    (first, 1 + follows)
 }
 
 impl<D: BlockDevice> FileSystem<D> {
@@ -127,11 +179,23 @@ impl<D: BlockDevice> FileSystem<D> {
         Ok(u32_at(self.cache.read(&mut self.device, block)?, index * 4))
     }
 
-    /// The physical block of logical block `logical`, or `None` in a hole.
-    pub(crate) fn map(&mut self, node: &Inode, logical: u64) -> Result<Option<u32>, Error> {
-        let path = self.block_path(logical)?;
+    /// The number of pointers in the leaf of `path`.
+    fn leaf_length(&self, path: &BlockPath) -> usize {
+        if path.depth == 0 {
+            DIRECT_BLOCKS
+        } else {
+            self.geometry.pointers_per_block() as usize
+        }
+    }
+
+    /// The leaf holding the pointer of `path`'s data block, or `None` if an
+    /// indirect block on the way is missing.
+    fn leaf(&mut self, node: &Inode, path: &BlockPath) -> Result<Option<Leaf>, Error> {
+        let Some(levels) = path.depth.checked_sub(1) else {
+            return Ok(Some(Leaf::Inode));
+        };
         let mut block = node.block(path.slot);
-        for &index in &path.indices[..path.depth] {
+        for &index in &path.indices[..levels] {
             if block == 0 {
                 return Ok(None);
             }
@@ -141,7 +205,40 @@ impl<D: BlockDevice> FileSystem<D> {
             return Ok(None);
         }
         self.check_block(block)?;
-        Ok(Some(block))
+        Ok(Some(Leaf::Indirect(block)))
+    }
+
+    /// The physical block of logical block `logical`, or `None` in a hole.
+    pub(crate) fn map(&mut self, node: &Inode, logical: u64) -> Result<Option<u32>, Error> {
+        Ok(self.map_run(node, logical, 1)?.0)
+    }
+
+    /// The run from logical block `logical`, at most `limit` blocks and
+    /// within one leaf, that is a hole or physically consecutive: the
+    /// physical block of `logical` (`None` in a hole) and the run's length.
+    /// The indirect blocks are walked once for the whole run.
+    fn map_run(&mut self, node: &Inode, logical: u64, limit: u64) -> Result<(Option<u32>, u64), Error> {
+        let path = self.block_path(logical)?;
+        let index = path.leaf_index();
+        let available = (self.leaf_length(&path) - index)
+            .min(usize::try_from(limit).unwrap_or(usize::MAX))
+            .max(1);
+        let (first, count) = match self.leaf(node, &path)? {
+            None => return Ok((None, available as u64)),
+            Some(Leaf::Inode) => scan_run(|at| node.block(at), index, available),
+            Some(Leaf::Indirect(block)) => {
+                let data = self.cache.read(&mut self.device, block)?;
+                scan_run(|at| u32_at(data, at * 4), index, available)
+            }
+        };
+        if first == 0 {
+            return Ok((None, count as u64));
+        }
+        // The blocks are consecutive (`scan_run` checked that the last one
+        // does not overflow), so the ends bound them all.
+        self.check_block(first)?;
+        self.check_block(first + (count as u32 - 1))?;
+        Ok((Some(first), count as u64))
     }
 
     /// The physical block of logical block `logical`, allocating it and any
@@ -149,51 +246,102 @@ impl<D: BlockDevice> FileSystem<D> {
     /// is new (its contents are then undefined). Either every needed block
     /// is allocated and linked, or nothing changes.
     pub(crate) fn map_or_allocate(&mut self, node: &mut Inode, logical: u64, goal: u32) -> Result<(u32, bool), Error> {
+        if let Some(block) = self.map(node, logical)? {
+            return Ok((block, false));
+        }
+        let run = self.reserve(node, logical, 1, goal)?;
+        self.link(node, &run)?;
+        Ok((run.first, true))
+    }
+
+    /// Allocates data blocks near `goal` for up to `limit` logical blocks
+    /// from `logical`, which must start a hole at least that long within
+    /// one leaf (as [`Self::map_run`] finds), and the missing indirect
+    /// blocks above them. The indirect blocks are zeroed and linked; the
+    /// data blocks are left for [`Self::link`], so that their contents can
+    /// reach the device before anything points to them. On error nothing
+    /// changes.
+    fn reserve(&mut self, node: &mut Inode, logical: u64, limit: u64, goal: u32) -> Result<Reserved, Error> {
         let path = self.block_path(logical)?;
-        // pointers[level] is the block at that level of the chain: the
-        // indirect blocks, then the data block at `depth`.
-        let mut pointers = [0u32; 4];
-        pointers[0] = node.block(path.slot);
+        // chain[level] is the block at that level of the path: the indirect
+        // blocks, then the (absent) data block at `depth`.
+        let mut chain = [0u32; 4];
+        chain[0] = node.block(path.slot);
         let mut level = 0;
-        while level < path.depth && pointers[level] != 0 {
-            pointers[level + 1] = self.pointer(pointers[level], path.indices[level])?;
+        while level < path.depth && chain[level] != 0 {
+            chain[level + 1] = self.pointer(chain[level], path.indices[level])?;
             level += 1;
         }
-        if pointers[level] != 0 {
-            self.check_block(pointers[level])?;
-            return Ok((pointers[level], false));
-        }
-        let needed = path.depth + 1 - level;
-        let added_sectors = needed as u32 * self.geometry.sectors_per_block();
-        let sectors = node.sectors().checked_add(added_sectors).ok_or(Error::FileTooLarge)?;
-        let mut allocated: Vec<u32> = Vec::with_capacity(needed);
-        for _ in 0..needed {
-            let goal = allocated.last().map_or(goal, |&last| last.saturating_add(1));
-            match self.allocate_block(goal) {
-                Ok(block) => allocated.push(block),
+        let missing = path.depth - level;
+        let mut indirect = [0u32; 3];
+        let mut next_goal = goal;
+        for at in 0..missing {
+            match self.allocate_block(next_goal) {
+                Ok(block) => {
+                    indirect[at] = block;
+                    next_goal = block.saturating_add(1);
+                }
                 Err(error) => {
-                    for block in allocated {
-                        self.free_block(block)?;
-                    }
+                    self.free_each(indirect[..at].iter().copied())?;
                     return Err(error);
                 }
             }
         }
-        for (offset, &block) in allocated.iter().enumerate() {
-            let at = level + offset;
-            if at < path.depth {
-                self.cache.fresh(&mut self.device, block)?;
+        let (first, count) = match self.allocate_blocks(next_goal, u32::try_from(limit).unwrap_or(u32::MAX)) {
+            Ok(run) => run,
+            Err(error) => {
+                self.free_each(indirect[..missing].iter().copied())?;
+                return Err(error);
             }
+        };
+        // Checked here for the data blocks too, so that linking cannot fail.
+        let sectors_per_block = self.geometry.sectors_per_block();
+        let sectors = (missing as u32 + count)
+            .checked_mul(sectors_per_block)
+            .and_then(|added| node.sectors().checked_add(added));
+        if sectors.is_none() {
+            self.free_each(indirect[..missing].iter().copied().chain(first..first + count))?;
+            return Err(Error::FileTooLarge);
+        }
+        for (offset, &block) in indirect[..missing].iter().enumerate() {
+            let at = level + offset;
+            self.cache.fresh(&mut self.device, block)?;
             if at == 0 {
                 node.set_block(path.slot, block);
             } else {
-                let parent = self.cache.write(&mut self.device, pointers[at - 1])?;
+                let parent = self.cache.write(&mut self.device, chain[at - 1])?;
                 set_u32(parent, path.indices[at - 1] * 4, block);
             }
-            pointers[at] = block;
+            chain[at] = block;
         }
-        node.set_sectors(sectors);
-        Ok((pointers[path.depth], true))
+        node.set_sectors(node.sectors() + missing as u32 * sectors_per_block);
+        let leaf = match path.depth.checked_sub(1) {
+            None => Leaf::Inode,
+            Some(level) => Leaf::Indirect(chain[level]),
+        };
+        Ok(Reserved {
+            leaf,
+            index: path.leaf_index(),
+            first,
+            count: count as usize,
+        })
+    }
+
+    /// Points the leaf at reserved data blocks and counts them in the
+    /// file's blocks.
+    fn link(&mut self, node: &mut Inode, run: &Reserved) -> Result<(), Error> {
+        let pointers = (run.index..run.index + run.count).zip(run.first..);
+        match run.leaf {
+            Leaf::Inode => pointers.for_each(|(index, block)| node.set_block(index, block)),
+            Leaf::Indirect(leaf) => {
+                let data = self.cache.write(&mut self.device, leaf)?;
+                pointers.for_each(|(index, block)| set_u32(data, index * 4, block));
+            }
+        }
+        // `reserve` checked that the sum fits.
+        let added = run.count as u32 * self.geometry.sectors_per_block();
+        node.set_sectors(node.sectors().saturating_add(added));
+        Ok(())
     }
 
     /// Frees every data block from logical block `first` on, and the
@@ -278,32 +426,38 @@ impl<D: BlockDevice> FileSystem<D> {
         let end = offset + length as u64;
         let mut position = offset;
         while position < end {
-            // One chunk of blocks: map them, fetch the missing runs in as
-            // few device calls as possible, then copy.
-            let first = position / block_size;
-            let last = (end - 1) / block_size;
-            let count = (last - first + 1).min(self.cache.max_run() as u64);
-            let mut blocks = Vec::with_capacity(count as usize);
-            for logical in first..first + count {
-                blocks.push(self.map(node, logical)?);
+            let logical = position / block_size;
+            let (found, count) = self.map_run(node, logical, (end - 1) / block_size - logical + 1)?;
+            let run_end = end.min((logical + count) * block_size);
+            let target = &mut buffer[(position - offset) as usize..(run_end - offset) as usize];
+            match found {
+                Some(first) => self.read_run(first, (position % block_size) as usize, target)?,
+                None => target.fill(0),
             }
-            let present: Vec<u32> = blocks.iter().flatten().copied().collect();
-            self.cache.prefetch(&mut self.device, &present)?;
-            for block in blocks {
-                let within = (position % block_size) as usize;
-                let take = (self.geometry.block_size - within).min((end - position) as usize);
-                let at = (position - offset) as usize;
-                let target = &mut buffer[at..at + take];
-                match block {
-                    Some(block) => {
-                        target.copy_from_slice(&self.cache.read(&mut self.device, block)?[within..within + take])
-                    }
-                    None => target.fill(0),
-                }
-                position += take as u64;
-            }
+            position = run_end;
         }
         Ok(length)
+    }
+
+    /// Fills `target` from consecutive blocks, starting `within` bytes into
+    /// block `first`: whole blocks straight from the device, partial ones
+    /// at the edges through the cache.
+    fn read_run(&mut self, first: u32, within: usize, target: &mut [u8]) -> Result<(), Error> {
+        let block_size = self.geometry.block_size;
+        let (mut block, mut target) = (first, target);
+        if within != 0 || target.len() < block_size {
+            let (head, rest) = target.split_at_mut((block_size - within).min(target.len()));
+            head.copy_from_slice(&self.cache.read(&mut self.device, block)?[within..within + head.len()]);
+            // Still inside the filesystem if `rest` is not empty.
+            (block, target) = (block + 1, rest);
+        }
+        let (whole, tail) = target.split_at_mut(target.len() / block_size * block_size);
+        self.cache.read_direct(&mut self.device, block, whole)?;
+        if !tail.is_empty() {
+            let last = block + (whole.len() / block_size) as u32;
+            tail.copy_from_slice(&self.cache.read(&mut self.device, last)?[..tail.len()]);
+        }
+        Ok(())
     }
 
     /// Writes file data at `offset`; see [`FileSystem::write`]. The caller
@@ -331,23 +485,23 @@ impl<D: BlockDevice> FileSystem<D> {
         let mut failure = None;
         while written < data.len() {
             let position = offset + written as u64;
-            let within = (position % block_size) as usize;
-            let take = (self.geometry.block_size - within).min(data.len() - written);
-            let (block, new) = match self.map_or_allocate(node, position / block_size, goal) {
-                Ok(found) => found,
+            let (logical, within) = (position / block_size, (position % block_size) as usize);
+            let rest = &data[written..];
+            let step = if within == 0 && rest.len() >= self.geometry.block_size {
+                self.write_run(node, logical, rest, goal)
+            } else {
+                self.write_partial(node, logical, within, rest, goal)
+            };
+            match step {
+                Ok((bytes, last)) => {
+                    written += bytes;
+                    goal = last.saturating_add(1);
+                }
                 Err(error) => {
                     failure = Some(error);
                     break;
                 }
-            };
-            goal = block.saturating_add(1);
-            let target = if new || take == self.geometry.block_size {
-                self.cache.fresh(&mut self.device, block)?
-            } else {
-                self.cache.write(&mut self.device, block)?
-            };
-            target[within..within + take].copy_from_slice(&data[written..written + take]);
-            written += take;
+            }
         }
         if written > 0 {
             let reached = offset + written as u64;
@@ -361,6 +515,53 @@ impl<D: BlockDevice> FileSystem<D> {
             Some(error) => Err(error),
             None => Ok(written),
         }
+    }
+
+    /// Writes whole blocks of `data`, as many as one run from logical block
+    /// `logical` holds (see [`Self::map_run`]), straight to the device;
+    /// a hole gets new blocks near `goal`. Returns the bytes written and
+    /// the last block written.
+    fn write_run(&mut self, node: &mut Inode, logical: u64, data: &[u8], goal: u32) -> Result<(usize, u32), Error> {
+        let block_size = self.geometry.block_size;
+        let (found, count) = self.map_run(node, logical, (data.len() / block_size) as u64)?;
+        if let Some(first) = found {
+            let bytes = count as usize * block_size;
+            self.cache.write_direct(&mut self.device, first, &data[..bytes])?;
+            return Ok((bytes, first + (count as u32 - 1)));
+        }
+        let run = self.reserve(node, logical, count, goal)?;
+        let bytes = run.count * block_size;
+        let last = run.first + (run.count as u32 - 1);
+        // The data goes first, so that a block map on the device never
+        // points at blocks holding someone else's old contents.
+        if let Err(error) = self.cache.write_direct(&mut self.device, run.first, &data[..bytes]) {
+            self.free_each(run.first..=last)?;
+            return Err(error);
+        }
+        self.link(node, &run)?;
+        Ok((bytes, last))
+    }
+
+    /// Writes the part of `data` that falls in logical block `logical` from
+    /// byte `within`, through the cache, allocating the block near `goal`
+    /// in a hole. Returns the bytes written and the block.
+    fn write_partial(
+        &mut self,
+        node: &mut Inode,
+        logical: u64,
+        within: usize,
+        data: &[u8],
+        goal: u32,
+    ) -> Result<(usize, u32), Error> {
+        let take = (self.geometry.block_size - within).min(data.len());
+        let (block, new) = self.map_or_allocate(node, logical, goal)?;
+        let target = if new {
+            self.cache.fresh(&mut self.device, block)?
+        } else {
+            self.cache.write(&mut self.device, block)?
+        };
+        target[within..within + take].copy_from_slice(&data[..take]);
+        Ok((take, block))
     }
 
     /// Sets a regular file's size; see [`FileSystem::truncate`].

@@ -2,9 +2,11 @@
 //! device of 512-byte sectors.
 //!
 //! The filesystem server drives a [`FileSystem`] over its [`BlockDevice`];
-//! host tests drive one over memory. Blocks go through a bounded write-back
-//! cache; the superblock and group descriptors stay in memory. Nothing is
-//! durable until [`FileSystem::sync`] returns.
+//! host tests drive one over memory. Metadata blocks go through a bounded
+//! write-back cache; whole blocks of file data move straight between the
+//! device and the caller, written before anything points to them; the
+//! superblock and group descriptors stay in memory. Nothing is durable until
+//! [`FileSystem::sync`] returns.
 //!
 //! Design rules:
 //! - Nothing read from the disk is trusted: block and inode numbers, record

@@ -128,10 +128,11 @@ impl Files {
     /// Writes all of `data` at `offset`.
     ///
     /// # Errors
-    /// [`FilesError`]; on `NoSpace` part of `data` may have been written.
+    /// [`FilesError`]; on `NoSpace` the bytes before the error were written.
     pub fn write(&self, handle: Handle, offset: u64, data: &[u8]) -> Result<(), FilesError> {
         let mut done = 0;
-        for chunk in data.chunks(self.transfer.len()) {
+        while done < data.len() {
+            let chunk = &data[done..data.len().min(done + self.transfer.len())];
             self.transfer
                 .region()
                 .write(0, chunk)
@@ -142,8 +143,15 @@ impl Files {
                 length: chunk.len() as u32,
                 buffer_offset: 0,
             };
-            self.done(&request)?;
-            done += chunk.len();
+            let Reply::Count(count) = self.call(&request)? else {
+                return Err(FilesError::Call(CallError::MalformedReply));
+            };
+            // A short count means the disk filled up part-way: the next
+            // round reports why.
+            done += (count as usize).min(chunk.len());
+            if count == 0 {
+                return Err(FilesError::Fs(Error::NoSpace));
+            }
         }
         Ok(())
     }

@@ -1,0 +1,92 @@
+//! The storage stack in QEMU: pci hands the virtio disk to its driver, fs
+//! serves an ext2 filesystem on it, and the host's `e2fsck` checks the
+//! image afterwards.
+
+use abi::debug_exit::Outcome;
+use image_builder::BuildOptions;
+use image_builder::data_disk;
+use image_builder::qemu::Firmware;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tests::{BOOT_TIMEOUT, Machine, assert_checks_passed, assert_contains, with_system};
+
+/// A fresh ext2 disk of `mib` MiB for test `name`, in the target directory.
+fn fresh_disk(name: &str, mib: u64) -> PathBuf {
+    let path = image_builder::workspace_root().join(format!("target/disks/test-{name}.img"));
+    data_disk::create(&path, mib, mib).unwrap_or_else(|error| panic!("{error}"));
+    path
+}
+
+fn assert_clean(disk: &Path) {
+    let (clean, report) = data_disk::check(disk).unwrap_or_else(|error| panic!("{error}"));
+    assert!(clean, "e2fsck finds {} damaged:\n{report}", disk.display());
+}
+
+/// Boots the default system on `disk`, types `commands` into the shell and
+/// waits for it to power off; returns what it printed.
+fn shell_session(disk: &Path, commands: &str) -> String {
+    let mut machine = Machine::boot_with_disk(&BuildOptions::default(), Firmware::Bios, Some(disk));
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    machine.type_text(commands);
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{}", finished.output);
+    finished.output
+}
+
+#[test]
+fn a_file_written_in_one_boot_is_there_in_the_next() {
+    let disk = fresh_disk("persist", 32);
+    let first = shell_session(&disk, "write /a.txt hello\nsync\ncat /a.txt\nls /\npoweroff\n");
+    assert_contains(&first, &["fs: mounted ext2", "> cat /a.txt\r\nhello", "a.txt"]);
+    assert_clean(&disk);
+    let second = shell_session(
+        &disk,
+        "cat /a.txt\nmkdir /d\nmv /a.txt /d/b.txt\ncp /d/b.txt /c.txt\nrm /d\nstat /c.txt\nls /d\ndf\nsync\npoweroff\n",
+    );
+    assert_contains(
+        &second,
+        &[
+            "> cat /a.txt\r\nhello",
+            "rm: the directory is not empty",
+            "/c.txt: file, 6 bytes, 1 links",
+            "> ls /d\r\nb.txt",
+            "INODES FREE",
+        ],
+    );
+    assert_clean(&disk);
+}
+
+#[test]
+fn concurrent_clients_churn_hundreds_of_files_and_fill_the_disk_and_fsck_is_clean() {
+    let disk = fresh_disk("churn", 8);
+    let finished = Machine::boot_with_disk(&with_system("systems/storage.toml"), Firmware::Bios, Some(&disk))
+        .wait_exit(Duration::from_secs(900));
+    let output = &finished.output;
+    // Two clients' workloads, the path errors and the full disk.
+    assert_checks_passed(output, 4);
+    assert_contains(output, &["storage-tests: all checks passed", "init: powering off"]);
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+    assert_clean(&disk);
+}
+
+#[test]
+fn a_disk_with_a_corrupt_superblock_is_refused_and_the_system_runs_on() {
+    let disk = fresh_disk("corrupt", 8);
+    // The superblock is the kilobyte at 1024; scribble over its magic and counts.
+    let mut bytes = std::fs::read(&disk).expect("disk image");
+    bytes[1024..1024 + 64].fill(0xa5);
+    bytes[1024 + 56..1024 + 58].fill(0);
+    std::fs::write(&disk, &bytes).expect("disk image");
+    let output = shell_session(&disk, "ls /\necho still here\nps\npoweroff\n");
+    assert_contains(
+        &output,
+        &[
+            "fs: cannot mount the disk: bad superblock",
+            "ls: no filesystem: bad superblock",
+            "still here",
+            "shell",
+        ],
+    );
+    let after = std::fs::read(&disk).expect("disk image");
+    assert!(after == bytes, "the refused disk was written to");
+}
