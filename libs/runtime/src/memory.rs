@@ -89,6 +89,22 @@ impl Region {
         Ok(())
     }
 
+    /// Copies `length` bytes from `source` at `source_offset` to `offset`
+    /// (between a client's shared page and DMA memory, without a bounce).
+    ///
+    /// # Errors
+    /// [`OutOfBounds`] if either range is not inside its region.
+    pub fn copy_from(&self, offset: usize, source: &Region, source_offset: usize, length: usize) -> Result<(), OutOfBounds> {
+        let destination = self.checked(offset, length)?;
+        let start = source.checked(source_offset, length)?;
+        // SAFETY: both ranges were checked to lie in mapped regions; regions
+        // never share addresses (each `map` takes a fresh range), so the two
+        // cannot overlap unless they are the same region, which `copy`
+        // (unlike `copy_nonoverlapping`) allows.
+        unsafe { core::ptr::copy(start, destination, length) };
+        Ok(())
+    }
+
     /// Reads the little-endian `T` at `offset`, which must be aligned to
     /// its size, in one access (device registers, ring indices).
     ///

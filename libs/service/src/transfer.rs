@@ -121,6 +121,30 @@ impl SharedPages {
         })
     }
 
+    /// Copies `length` bytes of the buffer from `start` into `region` at
+    /// `at` (a driver's DMA memory).
+    ///
+    /// # Errors
+    /// [`NotShared`] if a page was not shared or `region` is too small.
+    pub fn copy_out(&self, start: usize, length: usize, region: &Region, at: usize) -> Result<(), NotShared> {
+        self.walk(start, length, |page, within, range| {
+            region
+                .copy_from(at + range.start, page, within, range.len())
+                .map_err(|_| NotShared)
+        })
+    }
+
+    /// Copies `length` bytes from `region` at `at` into the buffer at `start`.
+    ///
+    /// # Errors
+    /// [`NotShared`] if a page was not shared or `region` is too small.
+    pub fn copy_in(&self, start: usize, length: usize, region: &Region, at: usize) -> Result<(), NotShared> {
+        self.walk(start, length, |page, within, range| {
+            page.copy_from(within, region, at + range.start, range.len())
+                .map_err(|_| NotShared)
+        })
+    }
+
     /// Calls `each(page, offset in the page, range of the caller's slice)`
     /// for every page the `length` bytes from `start` touch.
     fn walk(

@@ -75,6 +75,9 @@ struct Server {
     clients: BTreeMap<u64, Client>,
     slots: Slots,
     receive: Slot,
+    /// File data on its way between a transfer buffer and ext2: one buffer
+    /// for every request, not an allocation each.
+    scratch: Vec<u8>,
 }
 
 fn main() -> u64 {
@@ -111,6 +114,7 @@ fn main() -> u64 {
         clients: BTreeMap::new(),
         slots,
         receive,
+        scratch: alloc::vec![0; MAX_TRANSFER],
     };
     let error = service::serve::<Fs>(Endpoint(endpoint.0), buffer, Some(receive), |request| {
         let reply = server.handle(request.badge, request.body, request.capabilities);
@@ -200,8 +204,8 @@ impl Server {
                 buffer_offset,
             } => {
                 let inode = *client.handles.get(&handle).ok_or(Error::BadHandle)?;
-                let mut data = alloc::vec![0; (length as usize).min(MAX_TRANSFER)];
-                let count = filesystem.read(inode, offset, &mut data).map_err(fs_error)?;
+                let data = &mut self.scratch[..(length as usize).min(MAX_TRANSFER)];
+                let count = filesystem.read(inode, offset, data).map_err(fs_error)?;
                 client
                     .transfer
                     .write(buffer_offset as usize, &data[..count])
@@ -220,12 +224,12 @@ impl Server {
                 if length > MAX_TRANSFER {
                     return Err(Error::NoBuffer);
                 }
-                let mut data = alloc::vec![0; length];
+                let data = &mut self.scratch[..length];
                 client
                     .transfer
-                    .read(start..start + length, &mut data)
+                    .read(start..start + length, data)
                     .map_err(|_| Error::NoBuffer)?;
-                let count = filesystem.write(inode, offset, &data).map_err(fs_error)?;
+                let count = filesystem.write(inode, offset, data).map_err(fs_error)?;
                 Ok(Reply::Count(count as u32))
             }
             Request::Truncate { handle, size } => {

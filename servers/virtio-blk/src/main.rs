@@ -200,11 +200,9 @@ impl Device {
     fn read(&mut self, transfer: &SharedPages, sector: u64, count: u32, offset: u32) -> Result<Reply, Error> {
         let bytes = check_transfer(self.sectors, MAX_TRANSFER, sector, count, offset)?;
         self.submit(request::IN, sector, bytes.len())?;
-        let mut data = alloc::vec![0; bytes.len()];
-        self.dma
-            .read(self.data_offset(), &mut data)
-            .map_err(|_| Error::Device)?;
-        transfer.write(bytes.start, &data).map_err(|_| Error::NoBuffer)?;
+        transfer
+            .copy_in(bytes.start, bytes.len(), &self.dma, self.data_offset())
+            .map_err(|_| Error::NoBuffer)?;
         Ok(Reply::Done)
     }
 
@@ -213,10 +211,10 @@ impl Device {
         if self.read_only() {
             return Err(Error::ReadOnly);
         }
-        let mut data = alloc::vec![0; bytes.len()];
-        transfer.read(bytes, &mut data).map_err(|_| Error::NoBuffer)?;
-        self.dma.write(self.data_offset(), &data).map_err(|_| Error::Device)?;
-        self.submit(request::OUT, sector, data.len())?;
+        transfer
+            .copy_out(bytes.start, bytes.len(), &self.dma, self.data_offset())
+            .map_err(|_| Error::NoBuffer)?;
+        self.submit(request::OUT, sector, bytes.len())?;
         Ok(Reply::Done)
     }
 
