@@ -27,6 +27,14 @@ fn tool(name: &str) -> Result<PathBuf, Error> {
         })
 }
 
+/// Checks that `mke2fs` and `e2fsck` are installed.
+///
+/// # Errors
+/// [`Error::MissingTool`] naming the package to install.
+pub fn check_tools() -> Result<(), Error> {
+    tool("mke2fs").and(tool("e2fsck")).map(drop)
+}
+
 /// Writes a fresh ext2 filesystem of `mib` MiB to `path` (replacing it);
 /// the filesystem takes `filesystem_mib` of it (the rest, if any, is left
 /// for raw-disk benchmarks).

@@ -8,11 +8,12 @@
 //! test fails with the output so far.
 
 use abi::debug_exit::Outcome;
+use image_builder::data_disk;
 use image_builder::qemu::{self, Firmware};
 use image_builder::{BuildOptions, Images};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -217,4 +218,23 @@ pub fn assert_contains(output: &str, texts: &[&str]) {
     for text in texts {
         assert!(output.contains(text), "expected {text:?} in the output:\n{output}");
     }
+}
+
+/// A fresh ext2 disk of `mib` MiB for test `name`, under `target/disks`.
+///
+/// # Panics
+/// If e2fsprogs is missing or the image cannot be written.
+pub fn fresh_disk(name: &str, mib: u64) -> PathBuf {
+    let path = image_builder::workspace_root().join(format!("target/disks/test-{name}.img"));
+    data_disk::create(&path, mib, mib).unwrap_or_else(|error| panic!("{error}"));
+    path
+}
+
+/// Asserts that the host's `e2fsck -fn` finds `disk` clean.
+///
+/// # Panics
+/// If it does not, with e2fsck's report.
+pub fn assert_clean(disk: &Path) {
+    let (clean, report) = data_disk::check(disk).unwrap_or_else(|error| panic!("{error}"));
+    assert!(clean, "e2fsck finds {} damaged:\n{report}", disk.display());
 }

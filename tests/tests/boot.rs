@@ -37,7 +37,9 @@ fn uefi_boot_reaches_the_shell() {
 
 #[test]
 fn shell_commands_work() {
-    let mut machine = Machine::boot(&BuildOptions::default(), Firmware::Bios);
+    // With a data disk, as `cargo xtask run` boots it.
+    let disk = tests::fresh_disk("shell", 16);
+    let mut machine = Machine::boot_with_disk(&BuildOptions::default(), Firmware::Bios, Some(&disk));
     machine.wait_for(READY, BOOT_TIMEOUT);
     // Typed all at once, as `printf ... | cargo xtask run` would.
     machine.type_text("help\nps\necho hello\nuptime\nmeminfo\nlspci\nfrobnicate\necx\x7fho edited\n\x1b[A\npoweroff\n");
@@ -55,9 +57,9 @@ fn shell_commands_work() {
     let table: Vec<&str> = output
         .lines()
         .skip_while(|line| !line.starts_with("NAME"))
-        .take(6)
+        .take(8)
         .collect();
-    for name in ["init ", "names ", "serial ", "pci ", "shell "] {
+    for name in ["init ", "names ", "serial ", "pci ", "virtio-blk ", "fs ", "shell "] {
         assert!(
             table.iter().any(|row| row.starts_with(name) && row.contains("running")),
             "no {name:?} in {table:#?}"

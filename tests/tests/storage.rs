@@ -4,23 +4,10 @@
 
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
-use image_builder::data_disk;
 use image_builder::qemu::Firmware;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use tests::{BOOT_TIMEOUT, Machine, assert_checks_passed, assert_contains, with_system};
-
-/// A fresh ext2 disk of `mib` MiB for test `name`, in the target directory.
-fn fresh_disk(name: &str, mib: u64) -> PathBuf {
-    let path = image_builder::workspace_root().join(format!("target/disks/test-{name}.img"));
-    data_disk::create(&path, mib, mib).unwrap_or_else(|error| panic!("{error}"));
-    path
-}
-
-fn assert_clean(disk: &Path) {
-    let (clean, report) = data_disk::check(disk).unwrap_or_else(|error| panic!("{error}"));
-    assert!(clean, "e2fsck finds {} damaged:\n{report}", disk.display());
-}
+use tests::{BOOT_TIMEOUT, Machine, assert_checks_passed, assert_clean, assert_contains, fresh_disk, with_system};
 
 /// Boots the default system on `disk`, types `commands` into the shell and
 /// waits for it to power off; returns what it printed.
@@ -89,4 +76,28 @@ fn a_disk_with_a_corrupt_superblock_is_refused_and_the_system_runs_on() {
     );
     let after = std::fs::read(&disk).expect("disk image");
     assert!(after == bytes, "the refused disk was written to");
+}
+
+#[test]
+fn without_a_disk_the_driver_is_reported_and_fs_answers_with_the_reason() {
+    let mut machine = Machine::boot(&BuildOptions::default(), Firmware::Bios);
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    machine.type_text("ls /\nps\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_contains(
+        output,
+        &[
+            "init: cannot start 'virtio-blk': no free PCI device 1af4:1001",
+            "fs: cannot mount the disk: no block device",
+            "ls: no filesystem: no block device",
+        ],
+    );
+    assert!(
+        output
+            .lines()
+            .any(|row| row.starts_with("virtio-blk ") && row.contains("failed")),
+        "ps does not show the driver as failed:\n{output}"
+    );
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
 }

@@ -106,6 +106,7 @@ fn image(build: &BuildOptions) -> Result<ExitCode, String> {
 
 fn run(build: &BuildOptions, firmware: Firmware, disk: Option<&Path>, gdb: bool) -> Result<ExitCode, String> {
     qemu::check_tools(firmware).map_err(|error| error.to_string())?;
+    data_disk::check_tools().map_err(|error| error.to_string())?;
     let scratch = workspace_root().join("target/disks/scratch.img");
     let disk = match disk {
         Some(path) if path.exists() => path,
@@ -158,12 +159,13 @@ fn test() -> Result<ExitCode, String> {
     for firmware in [Firmware::Bios, Firmware::Uefi] {
         qemu::check_tools(firmware).map_err(|error| error.to_string())?;
     }
+    data_disk::check_tools().map_err(|error| error.to_string())?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
     // Host unit tests, the protocol libraries of the servers (their binaries
     // build only for the bare-metal target), then the QEMU tests.
     let steps: [&[&str]; 3] = [
         &["test"],
-        &["test", "--lib", "--package", "pci"],
+        &["test", "--lib", "--package", "pci", "--package", "virtio-blk"],
         &["test", "--package", "tests"],
     ];
     for step in steps {

@@ -94,7 +94,13 @@ impl Region {
     ///
     /// # Errors
     /// [`OutOfBounds`] if either range is not inside its region.
-    pub fn copy_from(&self, offset: usize, source: &Region, source_offset: usize, length: usize) -> Result<(), OutOfBounds> {
+    pub fn copy_from(
+        &self,
+        offset: usize,
+        source: &Region,
+        source_offset: usize,
+        length: usize,
+    ) -> Result<(), OutOfBounds> {
         let destination = self.checked(offset, length)?;
         let start = source.checked(source_offset, length)?;
         // SAFETY: both ranges were checked to lie in mapped regions; regions

@@ -54,6 +54,8 @@ pub enum ProcessState {
     Running,
     /// Stopped by a fault.
     Faulted,
+    /// Could not be started (init printed why).
+    NotStarted,
 }
 
 impl Protocol for Init {

@@ -87,6 +87,13 @@ fn main() -> u64 {
             Err(error) => {
                 println!("init: cannot start '{}': {error}", process.name);
                 launcher.unavailable(process);
+                // Still a row: process `badge` is row `badge`.
+                table.push(ProcessInfo {
+                    name: process.name.clone(),
+                    state: ProcessState::NotStarted,
+                    priority: process.priority,
+                    memory_kib: process.memory_kib,
+                });
             }
         }
     }

@@ -142,6 +142,7 @@ fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots, fil
                     let state = match process.state {
                         ProcessState::Running => "running",
                         ProcessState::Faulted => "faulted",
+                        ProcessState::NotStarted => "failed",
                     };
                     let memory = if process.memory_kib == 0 {
                         String::from("-")
