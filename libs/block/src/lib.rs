@@ -134,7 +134,7 @@ pub fn check_transfer(
     let bytes = count as usize * SECTOR_SIZE;
     let start = offset as usize;
     let end = start.checked_add(bytes).ok_or(Error::Misaligned)?;
-    if count == 0 || start % SECTOR_SIZE != 0 || end > buffer_bytes {
+    if count == 0 || !start.is_multiple_of(SECTOR_SIZE) || end > buffer_bytes {
         return Err(Error::Misaligned);
     }
     match sector.checked_add(u64::from(count)) {

@@ -118,7 +118,7 @@ impl Region {
     /// [`OutOfBounds`] outside the region or unaligned.
     pub fn load<T: Word>(&self, offset: usize) -> Result<T, OutOfBounds> {
         let pointer = self.checked(offset, size_of::<T>())?;
-        if offset % size_of::<T>() != 0 {
+        if !offset.is_multiple_of(size_of::<T>()) {
             return Err(OutOfBounds);
         }
         // SAFETY: inside the region (`checked`) and aligned (the region
@@ -132,7 +132,7 @@ impl Region {
     /// [`OutOfBounds`] outside the region or unaligned.
     pub fn store<T: Word>(&self, offset: usize, value: T) -> Result<(), OutOfBounds> {
         let pointer = self.checked(offset, size_of::<T>())?;
-        if offset % size_of::<T>() != 0 {
+        if !offset.is_multiple_of(size_of::<T>()) {
             return Err(OutOfBounds);
         }
         // SAFETY: as in `load`.

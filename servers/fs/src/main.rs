@@ -249,10 +249,10 @@ impl Server {
                 filesystem.remove(&path).map(|()| Reply::Done).map_err(fs_error)
             }
             Request::Rename { from, to } => {
-                if let Ok(replaced) = filesystem.lookup(&to) {
-                    if self.is_open(replaced) {
-                        return Err(Error::Busy);
-                    }
+                if let Ok(replaced) = filesystem.lookup(&to)
+                    && self.is_open(replaced)
+                {
+                    return Err(Error::Busy);
                 }
                 let filesystem = self
                     .filesystem
