@@ -1,9 +1,9 @@
 //! [`Disk`]: a client of a block driver, with its transfer buffer.
 
-use crate::{Block, Error, MAX_BUFFER_PAGES, MAX_TRANSFER, Reply, Request, SECTOR_SIZE};
-use runtime::capability::{AddressSpace, Memory, Slots};
+use crate::{Block, BufferIndex, Error, MAX_BUFFER_PAGES, MAX_TRANSFER, Reply, Request, SECTOR_SIZE};
+use runtime::capability::{AddressSpace, Memory, Slot, Slots};
 use runtime::ipc::Buffer;
-use service::transfer::TransferBuffer;
+use service::transfer::{ShareError, SharedPages, TransferBuffer};
 use service::{CallError, Client};
 
 /// Why a disk operation failed.
@@ -17,6 +17,15 @@ pub enum DiskError {
     Setup(abi::Error),
 }
 
+impl From<ShareError<DiskError>> for DiskError {
+    fn from(error: ShareError<DiskError>) -> Self {
+        match error {
+            ShareError::Send(error) => error,
+            ShareError::Copy(error) => Self::Setup(error),
+        }
+    }
+}
+
 impl From<CallError> for DiskError {
     fn from(error: CallError) -> Self {
         Self::Call(error)
@@ -27,6 +36,8 @@ impl From<CallError> for DiskError {
 pub struct Disk {
     client: Client<Block>,
     transfer: TransferBuffer,
+    /// An empty slot that shared capabilities pass through.
+    scratch: Slot,
     sectors: u64,
     read_only: bool,
 }
@@ -48,6 +59,7 @@ impl Disk {
         let mut disk = Self {
             client,
             transfer,
+            scratch: slots.allocate().map_err(DiskError::Setup)?,
             sectors: 0,
             read_only: false,
         };
@@ -62,14 +74,62 @@ impl Disk {
         }
     }
 
-    /// Hands every page of the transfer buffer to the driver.
+    /// Hands every page of the transfer buffer to the driver, as buffer 0.
     fn share(&self) -> Result<(), DiskError> {
-        for (page, frame) in self.transfer.frames() {
-            self.client
-                .call_sending(&Request::Share { page }, Some(frame.0))?
-                .map_err(DiskError::Block)?;
-        }
+        self.transfer
+            .share(self.scratch, |page, frame| self.send_page(OWN_BUFFER, page, frame))?;
         Ok(())
+    }
+
+    /// Hands the pages a client of ours shared with us to the driver as
+    /// transfer buffer `buffer` (not 0, which is our own), so that
+    /// [`Disk::read_into`] and [`Disk::write_from`] move its data directly.
+    ///
+    /// # Errors
+    /// [`DiskError`].
+    pub fn share_pages(&self, buffer: BufferIndex, pages: &SharedPages) -> Result<(), DiskError> {
+        if buffer == OWN_BUFFER {
+            return Err(DiskError::Block(Error::NoBuffer));
+        }
+        pages.share(self.scratch, |page, frame| self.send_page(buffer, page, frame))?;
+        Ok(())
+    }
+
+    fn send_page(&self, buffer: BufferIndex, page: u8, frame: Slot) -> Result<(), DiskError> {
+        self.client
+            .call_sending(&Request::Share { buffer, page }, Some(frame))?
+            .map_err(DiskError::Block)
+            .map(drop)
+    }
+
+    /// Reads `count` sectors from `sector` straight into shared buffer
+    /// `buffer` at byte `offset`.
+    ///
+    /// # Errors
+    /// [`DiskError`].
+    pub fn read_into(&self, buffer: BufferIndex, offset: u32, sector: u64, count: u32) -> Result<(), DiskError> {
+        self.call(&Request::Read {
+            buffer,
+            sector,
+            count,
+            offset,
+        })
+        .map(drop)
+    }
+
+    /// Writes `count` sectors at `sector` straight from shared buffer
+    /// `buffer` at byte `offset`.
+    ///
+    /// # Errors
+    /// [`DiskError`].
+    pub fn write_from(&self, buffer: BufferIndex, offset: u32, sector: u64, count: u32) -> Result<(), DiskError> {
+        self.call(&Request::Write {
+            buffer,
+            sector,
+            count,
+            offset,
+        })
+        .map(drop)
     }
 
     fn call(&self, request: &Request) -> Result<Reply, DiskError> {
@@ -93,11 +153,7 @@ impl Disk {
     pub fn read(&self, sector: u64, into: &mut [u8]) -> Result<(), DiskError> {
         whole_sectors(into.len())?;
         for (chunk, sector) in into.chunks_mut(MAX_TRANSFER).zip(chunk_sectors(sector)) {
-            self.call(&Request::Read {
-                sector,
-                count: (chunk.len() / SECTOR_SIZE) as u32,
-                offset: 0,
-            })?;
+            self.read_into(OWN_BUFFER, 0, sector, (chunk.len() / SECTOR_SIZE) as u32)?;
             self.transfer
                 .region()
                 .read(0, chunk)
@@ -117,11 +173,7 @@ impl Disk {
                 .region()
                 .write(0, chunk)
                 .map_err(|_| DiskError::Block(Error::Misaligned))?;
-            self.call(&Request::Write {
-                sector,
-                count: (chunk.len() / SECTOR_SIZE) as u32,
-                offset: 0,
-            })?;
+            self.write_from(OWN_BUFFER, 0, sector, (chunk.len() / SECTOR_SIZE) as u32)?;
         }
         Ok(())
     }
@@ -134,6 +186,9 @@ impl Disk {
         self.call(&Request::Flush).map(drop)
     }
 }
+
+/// The client's own transfer buffer.
+const OWN_BUFFER: BufferIndex = 0;
 
 /// The first sector of each [`MAX_TRANSFER`]-byte chunk from `sector` on.
 fn chunk_sectors(sector: u64) -> impl Iterator<Item = u64> {

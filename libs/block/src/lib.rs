@@ -4,7 +4,9 @@
 //! Bulk data never travels in messages. A client makes up to
 //! [`MAX_BUFFER_PAGES`] frames, maps them, and hands each to the driver
 //! ([`Request::Share`]); a read or write then names a byte offset in that
-//! buffer. The driver copies between the buffer and DMA memory of its own,
+//! buffer. A client may share several buffers (up to [`MAX_BUFFERS`]): a
+//! filesystem shares its own clients' buffers, so that file data moves
+//! between them and the disk without passing through the filesystem. The driver copies between the buffer and DMA memory of its own,
 //! so a client cannot point the device at memory it does not own, and a
 //! request is checked before the device sees it. [`Disk`] does all of this
 //! for a client.
@@ -26,8 +28,13 @@ pub struct Block;
 pub const SECTOR_SIZE: usize = 512;
 /// Pages in a client's transfer buffer at most.
 pub const MAX_BUFFER_PAGES: u8 = 16;
-/// The most bytes one request moves: the whole transfer buffer.
+/// The most bytes one request moves: a whole transfer buffer.
 pub const MAX_TRANSFER: usize = MAX_BUFFER_PAGES as usize * 4096;
+/// Transfer buffers one client may share.
+pub const MAX_BUFFERS: u8 = 64;
+
+/// Which of a client's transfer buffers, below [`MAX_BUFFERS`].
+pub type BufferIndex = u8;
 
 /// Requests. Every one is idempotent: repeating a read, a write of the
 /// same bytes, a share of the same frame or a flush changes nothing more.
@@ -36,14 +43,18 @@ pub enum Request {
     /// The disk's size.
     Info,
     /// The frame capability sent along becomes page `page` of the caller's
-    /// transfer buffer (replacing any earlier one).
+    /// transfer buffer `buffer` (replacing any earlier one).
     Share {
+        /// Which buffer.
+        buffer: BufferIndex,
         /// Page index, below [`MAX_BUFFER_PAGES`].
         page: u8,
     },
-    /// Reads `count` sectors from `sector` into the transfer buffer at
+    /// Reads `count` sectors from `sector` into transfer buffer `buffer` at
     /// byte `offset`.
     Read {
+        /// Which buffer.
+        buffer: BufferIndex,
         /// First sector.
         sector: u64,
         /// Sectors to read.
@@ -51,9 +62,11 @@ pub enum Request {
         /// Where in the transfer buffer, in bytes (a multiple of 512).
         offset: u32,
     },
-    /// Writes `count` sectors at `sector` from the transfer buffer at byte
-    /// `offset`. The data is durable after a [`Request::Flush`].
+    /// Writes `count` sectors at `sector` from transfer buffer `buffer` at
+    /// byte `offset`. The data is durable after a [`Request::Flush`].
     Write {
+        /// Which buffer.
+        buffer: BufferIndex,
         /// First sector.
         sector: u64,
         /// Sectors to write.

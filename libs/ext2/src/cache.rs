@@ -11,6 +11,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::RangeBounds;
 
 use crate::{BlockDevice, Error, SECTOR_SIZE};
 
@@ -164,9 +165,19 @@ impl BlockCache {
 
     /// Writes every dirty block back, consecutive runs in one call each.
     pub(crate) fn flush<D: BlockDevice>(&mut self, device: &mut D) -> Result<(), Error> {
+        self.flush_range(device, ..)
+    }
+
+    /// Writes the dirty blocks among `blocks` back, as [`Self::flush`]
+    /// does: before the caller reads them from the device around the cache.
+    pub(crate) fn flush_range<D: BlockDevice>(
+        &mut self,
+        device: &mut D,
+        blocks: impl RangeBounds<u32>,
+    ) -> Result<(), Error> {
         let dirty: Vec<u32> = self
             .blocks
-            .iter()
+            .range(blocks)
             .filter(|(_, entry)| entry.dirty)
             .map(|(&block, _)| block)
             .collect();

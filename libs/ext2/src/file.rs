@@ -6,11 +6,13 @@
 //! physically consecutive blocks (or a hole) under one indirect block, and
 //! its whole blocks go straight between the device and the caller's buffer
 //! in large calls. Only the partial blocks at the edges go through the cache.
+//! The same runs, as [`Extent`]s, let a caller move block-aligned data
+//! between the device and its own memory without a copy here.
 
 use alloc::vec::Vec;
 
 use crate::layout::{DIRECT_BLOCKS, Inode, InodeType, ROOT_INODE, set_u32, u32_at};
-use crate::{BlockDevice, Error, FileSystem, InodeNumber};
+use crate::{BlockDevice, Error, Extent, FileSystem, InodeNumber, SECTOR_SIZE};
 
 /// The magic number of an extended attribute block.
 const ATTRIBUTE_MAGIC: u32 = 0xEA02_0000;
@@ -70,6 +72,56 @@ fn scan_run(pointer: impl Fn(usize) -> u32, index: usize, available: usize) -> (
         })
         .count();
     (first, 1 + follows)
+}
+
+/// Appends `length` bytes at `offset` of a mapped range to `extents`: on the
+/// device from sector `sector`, or zeros for `None`. They are merged into the
+/// last extent where they carry on from it, and cut into extents of at most
+/// `max_extent` bytes.
+fn push_extent(extents: &mut Vec<Extent>, offset: u64, sector: Option<u64>, length: u64, max_extent: u64) {
+    let (mut offset, mut sector, mut length) = (offset, sector, length);
+    while length > 0 {
+        let last = match (extents.last_mut(), sector) {
+            (
+                Some(Extent::Zeros {
+                    offset: at,
+                    length: size,
+                }),
+                None,
+            ) if *at + *size == offset => Some(size),
+            (
+                Some(Extent::Disk {
+                    offset: at,
+                    sector: start,
+                    length: size,
+                }),
+                Some(sector),
+            ) if *at + *size == offset && *start + *size / SECTOR_SIZE as u64 == sector => Some(size),
+            _ => None,
+        };
+        let take = match last {
+            Some(size) if *size < max_extent => {
+                let take = (max_extent - *size).min(length);
+                *size += take;
+                take
+            }
+            _ => {
+                let take = max_extent.min(length);
+                extents.push(match sector {
+                    None => Extent::Zeros { offset, length: take },
+                    Some(sector) => Extent::Disk {
+                        offset,
+                        sector,
+                        length: take,
+                    },
+                });
+                take
+            }
+        };
+        offset += take;
+        sector = sector.map(|start| start + take / SECTOR_SIZE as u64);
+        length -= take;
+    }
 }
 
 impl<D: BlockDevice> FileSystem<D> {
@@ -469,10 +521,46 @@ impl<D: BlockDevice> FileSystem<D> {
         offset: u64,
         data: &[u8],
     ) -> Result<usize, Error> {
-        if data.is_empty() {
+        let block_size = self.geometry.block_size;
+        let written = self.place_data(
+            inode,
+            node,
+            offset,
+            data.len() as u64,
+            |file_system, node, position, goal| {
+                let (logical, within) = (position / block_size as u64, (position % block_size as u64) as usize);
+                // Below `data.len()`, so it fits.
+                let rest = &data[(position - offset) as usize..];
+                if within == 0 && rest.len() >= block_size {
+                    file_system.write_run(node, logical, rest, goal)
+                } else {
+                    file_system.write_partial(node, logical, within, rest, goal)
+                }
+            },
+        )?;
+        // At most `data.len()`.
+        Ok(written as usize)
+    }
+
+    /// Places `length` bytes of file data at `offset` step by step: each
+    /// `step` places bytes from the position it is given, with new blocks
+    /// near the goal block it is given, and returns how many it placed and
+    /// the last block it used (the next step's goal is the block after).
+    /// Then the file grows over what was placed and its times are updated.
+    /// Returns the bytes placed: fewer than `length` if the disk fills up
+    /// part way. The caller stores the inode, also on error.
+    fn place_data(
+        &mut self,
+        inode: u32,
+        node: &mut Inode,
+        offset: u64,
+        length: u64,
+        mut step: impl FnMut(&mut Self, &mut Inode, u64, u32) -> Result<(usize, u32), Error>,
+    ) -> Result<u64, Error> {
+        if length == 0 {
             return Ok(0);
         }
-        let end = offset.checked_add(data.len() as u64).ok_or(Error::FileTooLarge)?;
+        let end = offset.checked_add(length).ok_or(Error::FileTooLarge)?;
         self.check_size(end)?;
         let block_size = self.geometry.block_size as u64;
         let first = offset / block_size;
@@ -481,20 +569,12 @@ impl<D: BlockDevice> FileSystem<D> {
             None => None,
         }
         .unwrap_or_else(|| self.geometry.group_first_block(self.geometry.group_of_inode(inode)));
-        let mut written = 0;
+        let mut placed = 0;
         let mut failure = None;
-        while written < data.len() {
-            let position = offset + written as u64;
-            let (logical, within) = (position / block_size, (position % block_size) as usize);
-            let rest = &data[written..];
-            let step = if within == 0 && rest.len() >= self.geometry.block_size {
-                self.write_run(node, logical, rest, goal)
-            } else {
-                self.write_partial(node, logical, within, rest, goal)
-            };
-            match step {
+        while placed < length {
+            match step(self, node, offset + placed, goal) {
                 Ok((bytes, last)) => {
-                    written += bytes;
+                    placed += bytes as u64;
                     goal = last.saturating_add(1);
                 }
                 Err(error) => {
@@ -503,43 +583,151 @@ impl<D: BlockDevice> FileSystem<D> {
                 }
             }
         }
-        if written > 0 {
-            let reached = offset + written as u64;
+        if placed > 0 {
+            let reached = offset + placed;
             if reached > node.size() {
                 self.set_size(node, reached);
             }
             node.touch(self.clock);
         }
         match failure {
-            Some(Error::NoSpace) if written > 0 => Ok(written),
+            Some(Error::NoSpace) if placed > 0 => Ok(placed),
             Some(error) => Err(error),
-            None => Ok(written),
+            None => Ok(placed),
         }
     }
 
-    /// Writes whole blocks of `data`, as many as one run from logical block
-    /// `logical` holds (see [`Self::map_run`]), straight to the device;
-    /// a hole gets new blocks near `goal`. Returns the bytes written and
-    /// the last block written.
-    fn write_run(&mut self, node: &mut Inode, logical: u64, data: &[u8], goal: u32) -> Result<(usize, u32), Error> {
-        let block_size = self.geometry.block_size;
-        let (found, count) = self.map_run(node, logical, (data.len() / block_size) as u64)?;
+    /// The blocks for whole blocks of data from logical block `logical`, as
+    /// many as one run (see [`Self::map_run`]) of at most `limit` blocks
+    /// holds: the file's own, or in a hole new ones near `goal`, reserved
+    /// (see [`Self::reserve`]) for the caller to link. Returns the first
+    /// block, the count and the reservation.
+    fn place_run(
+        &mut self,
+        node: &mut Inode,
+        logical: u64,
+        limit: u64,
+        goal: u32,
+    ) -> Result<(u32, usize, Option<Reserved>), Error> {
+        let (found, count) = self.map_run(node, logical, limit)?;
         if let Some(first) = found {
-            let bytes = count as usize * block_size;
-            self.cache.write_direct(&mut self.device, first, &data[..bytes])?;
-            return Ok((bytes, first + (count as u32 - 1)));
+            return Ok((first, count as usize, None));
         }
         let run = self.reserve(node, logical, count, goal)?;
-        let bytes = run.count * block_size;
-        let last = run.first + (run.count as u32 - 1);
+        Ok((run.first, run.count, Some(run)))
+    }
+
+    /// Writes whole blocks of `data`, as many as one run from logical block
+    /// `logical` holds (see [`Self::place_run`]), straight to the device.
+    /// Returns the bytes written and the last block written.
+    fn write_run(&mut self, node: &mut Inode, logical: u64, data: &[u8], goal: u32) -> Result<(usize, u32), Error> {
+        let block_size = self.geometry.block_size;
+        let (first, count, reserved) = self.place_run(node, logical, (data.len() / block_size) as u64, goal)?;
+        let bytes = count * block_size;
+        let last = first + (count as u32 - 1);
         // The data goes first, so that a block map on the device never
         // points at blocks holding someone else's old contents.
-        if let Err(error) = self.cache.write_direct(&mut self.device, run.first, &data[..bytes]) {
-            self.free_each(run.first..=last)?;
+        if let Err(error) = self.cache.write_direct(&mut self.device, first, &data[..bytes]) {
+            if reserved.is_some() {
+                self.free_each(first..=last)?;
+            }
             return Err(error);
         }
-        self.link(node, &run)?;
+        if let Some(run) = reserved {
+            self.link(node, &run)?;
+        }
         Ok((bytes, last))
+    }
+
+    /// Fails with [`Error::InvalidOperation`] unless `offset` and `length`
+    /// are multiples of the block size and `max_extent` a non-zero one.
+    pub(crate) fn check_extent_request(&self, offset: u64, length: u64, max_extent: u64) -> Result<(), Error> {
+        let block_size = self.geometry.block_size as u64;
+        if !offset.is_multiple_of(block_size) || !length.is_multiple_of(block_size) {
+            return Err(Error::InvalidOperation(
+                "offset or length is not a multiple of the block size",
+            ));
+        }
+        if max_extent == 0 || !max_extent.is_multiple_of(block_size) {
+            return Err(Error::InvalidOperation(
+                "max_extent is not a multiple of the block size",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Maps file data at `offset` for the caller to read; see
+    /// [`FileSystem::map_read`].
+    pub(crate) fn map_read_data(
+        &mut self,
+        node: &Inode,
+        offset: u64,
+        length: u64,
+        max_extent: u64,
+    ) -> Result<Vec<Extent>, Error> {
+        let end = offset.saturating_add(length).min(node.size());
+        let block_size = self.geometry.block_size as u64;
+        let sectors_per_block = u64::from(self.geometry.sectors_per_block());
+        let mut extents = Vec::new();
+        let mut position = offset;
+        while position < end {
+            let logical = position / block_size;
+            let (found, count) = self.map_run(node, logical, (end - position).div_ceil(block_size))?;
+            let run_end = end.min((logical + count) * block_size);
+            match found {
+                Some(first) => {
+                    // `map_run` checked the run, so its end fits.
+                    self.cache.flush_range(&mut self.device, first..first + count as u32)?;
+                    let sector = u64::from(first) * sectors_per_block;
+                    let bytes = (run_end - position).next_multiple_of(SECTOR_SIZE as u64);
+                    push_extent(&mut extents, position - offset, Some(sector), bytes, max_extent);
+                }
+                None => push_extent(&mut extents, position - offset, None, run_end - position, max_extent),
+            }
+            position = run_end;
+        }
+        Ok(extents)
+    }
+
+    /// Places file data at `offset` for the caller to write; see
+    /// [`FileSystem::map_write`]. The caller stores the inode, also on
+    /// error.
+    pub(crate) fn map_write_data(
+        &mut self,
+        inode: u32,
+        node: &mut Inode,
+        offset: u64,
+        length: u64,
+        max_extent: u64,
+    ) -> Result<Vec<Extent>, Error> {
+        let block_size = self.geometry.block_size as u64;
+        let sectors_per_block = u64::from(self.geometry.sectors_per_block());
+        let end = offset.saturating_add(length);
+        let mut extents = Vec::new();
+        let placed = self.place_data(inode, node, offset, length, |file_system, node, position, goal| {
+            let (first, count, reserved) =
+                file_system.place_run(node, position / block_size, (end - position) / block_size, goal)?;
+            // The caller's write replaces the whole blocks.
+            file_system.cache.discard(first, count);
+            if let Some(run) = reserved {
+                file_system.link(node, &run)?;
+            }
+            let bytes = count as u64 * block_size;
+            push_extent(
+                &mut extents,
+                position - offset,
+                Some(u64::from(first) * sectors_per_block),
+                bytes,
+                max_extent,
+            );
+            Ok((count * block_size as usize, first + (count as u32 - 1)))
+        });
+        match placed {
+            // Linked blocks not handed to the caller would expose stale data.
+            Err(_) if !extents.is_empty() => Ok(extents),
+            Err(error) => Err(error),
+            Ok(_) => Ok(extents),
+        }
     }
 
     /// Writes the part of `data` that falls in logical block `logical` from

@@ -4,7 +4,8 @@
 //! The filesystem server drives a [`FileSystem`] over its [`BlockDevice`];
 //! host tests drive one over memory. Metadata blocks go through a bounded
 //! write-back cache; whole blocks of file data move straight between the
-//! device and the caller, written before anything points to them; the
+//! device and the caller, written before anything points to them (or, for
+//! [`FileSystem::map_write`], by the caller right after they are linked); the
 //! superblock and group descriptors stay in memory. Nothing is durable until
 //! [`FileSystem::sync`] returns.
 //!
@@ -237,6 +238,29 @@ pub struct Usage {
     pub free_inodes: u64,
 }
 
+/// A piece of a file range, for I/O the caller does itself: see
+/// [`FileSystem::map_read`] and [`FileSystem::map_write`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extent {
+    /// `length` bytes of the range that read as zeros: a hole.
+    Zeros {
+        /// Byte offset within the requested range.
+        offset: u64,
+        /// Bytes covered.
+        length: u64,
+    },
+    /// `length` bytes, a multiple of [`SECTOR_SIZE`], at device sector
+    /// `sector`.
+    Disk {
+        /// Byte offset within the requested range.
+        offset: u64,
+        /// The first device sector.
+        sector: u64,
+        /// Bytes covered.
+        length: u64,
+    },
+}
+
 /// A mounted ext2 filesystem on a device `D`.
 pub struct FileSystem<D: BlockDevice> {
     device: D,
@@ -412,6 +436,77 @@ impl<D: BlockDevice> FileSystem<D> {
         result
     }
 
+    /// Where `length` bytes of file `inode` from `offset` lie, for reading
+    /// them straight from the device (direct I/O around this crate).
+    ///
+    /// `offset` must be a multiple of the block size. The range is clipped
+    /// at the end of the file: the extents cover `0..min(length, size -
+    /// offset)` of it, in order, and nothing if `offset` is at or past the
+    /// end. Holes come back as [`Extent::Zeros`] of exact length. A
+    /// [`Extent::Disk`] is a multiple of [`SECTOR_SIZE`] long: the last one
+    /// is rounded up to whole sectors (never whole blocks), so it may reach
+    /// up to 511 bytes past the range, still inside the file's last block;
+    /// the caller's buffer must allow for that. Extents are merged where
+    /// they carry on from each other and are at most `max_extent` bytes (the
+    /// caller's transfer limit, a non-zero multiple of the block size). Dirty
+    /// cached copies of the blocks returned are written back first, so the
+    /// device holds the newest data; the extents stay valid until the next
+    /// call that changes the filesystem.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOperation`] for an unaligned `offset` or a bad
+    /// `max_extent`, and as for [`Self::read`].
+    pub fn map_read(
+        &mut self,
+        inode: InodeNumber,
+        offset: u64,
+        length: u64,
+        max_extent: u64,
+    ) -> Result<Vec<Extent>, Error> {
+        self.check_extent_request(offset, 0, max_extent)?;
+        let node = self.open_regular(inode)?;
+        self.map_read_data(&node, offset, length, max_extent)
+    }
+
+    /// Allocates, where there are holes, the blocks for writing `length`
+    /// bytes of file `inode` at `offset`, and returns where they lie, for
+    /// writing them straight to the device (direct I/O around this crate).
+    ///
+    /// `offset` and `length` must be multiples of the block size, and
+    /// `max_extent` as for [`Self::map_read`]. Only [`Extent::Disk`]s come
+    /// back, in order, merged where physically consecutive, together
+    /// covering a prefix of the range. The file grows to `offset + length`
+    /// (the prefix's end, if shorter) if it was smaller, its times are
+    /// updated as by [`Self::write`], and cached copies of the blocks are
+    /// dropped: the caller's data is newer. If the disk fills up (or another
+    /// error strikes) part way, the extents of the prefix placed so far come
+    /// back.
+    ///
+    /// The caller must write every returned extent before its next call on
+    /// this filesystem: newly allocated blocks are already part of the file
+    /// and hold stale data until written. If a write fails it should
+    /// [`Self::truncate`] the file back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOperation`] for an unaligned `offset` or `length` or
+    /// a bad `max_extent`, [`Error::NoSpace`] if not a block could be
+    /// placed, and as for [`Self::write`].
+    pub fn map_write(
+        &mut self,
+        inode: InodeNumber,
+        offset: u64,
+        length: u64,
+        max_extent: u64,
+    ) -> Result<Vec<Extent>, Error> {
+        self.check_extent_request(offset, length, max_extent)?;
+        let mut node = self.open_regular(inode)?;
+        let result = self.map_write_data(inode.0, &mut node, offset, length, max_extent);
+        self.store_inode(inode.0, &node)?;
+        result
+    }
+
     /// Sets the file's size: shrinking frees the blocks past the end,
     /// growing leaves a hole.
     ///
@@ -574,6 +669,13 @@ impl<D: BlockDevice> FileSystem<D> {
         }
         self.cache.flush(&mut self.device)?;
         self.device.flush().map_err(Error::Device)
+    }
+
+    /// The device, for the transfers the caller makes itself at the
+    /// extents of [`Self::map_read`] and [`Self::map_write`]. Anything else
+    /// written through it bypasses the filesystem and its cache.
+    pub fn device(&mut self) -> &mut D {
+        &mut self.device
     }
 
     /// Gives the device back, without syncing.

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::vec::Vec;
 
-use crate::{BlockDevice, DeviceError, Error, FileKind, FileSystem, InodeNumber, SECTOR_SIZE};
+use crate::{BlockDevice, DeviceError, Error, Extent, FileKind, FileSystem, InodeNumber, SECTOR_SIZE};
 
 /// A device in memory, which can be told to fail.
 #[derive(Clone)]
@@ -205,6 +205,106 @@ fn write_in_chunks(file_system: &mut FileSystem<MemoryDevice>, inode: InodeNumbe
         );
         offset = end;
     }
+}
+
+/// Fails unless every extent that carries on from the one before is only
+/// separate because the one before is as long as allowed.
+fn assert_merged(extents: &[Extent], max_extent: u64) {
+    for pair in extents.windows(2) {
+        let carries_on = match (pair[0], pair[1]) {
+            (Extent::Zeros { offset, length }, Extent::Zeros { offset: next, .. }) => {
+                (offset + length == next).then_some(length)
+            }
+            (
+                Extent::Disk { offset, sector, length },
+                Extent::Disk {
+                    offset: next,
+                    sector: next_sector,
+                    ..
+                },
+            ) => (offset + length == next && sector + length / SECTOR_SIZE as u64 == next_sector).then_some(length),
+            _ => None,
+        };
+        assert!(
+            carries_on.is_none_or(|length| length == max_extent),
+            "unmerged {pair:?}"
+        );
+    }
+}
+
+/// Maps `data.len()` bytes at `offset` with `map_write` and writes `data`
+/// where they lie straight to the device, as the filesystem server's driver
+/// does. Checks the extents' shape; returns the bytes placed.
+fn map_write_by_hand(
+    file_system: &mut FileSystem<MemoryDevice>,
+    inode: InodeNumber,
+    offset: u64,
+    data: &[u8],
+    max_extent: u64,
+) -> Result<usize, Error> {
+    let extents = file_system.map_write(inode, offset, data.len() as u64, max_extent)?;
+    let mut covered = 0;
+    assert_merged(&extents, max_extent);
+    for extent in &extents {
+        let &Extent::Disk { offset, sector, length } = extent else {
+            panic!("map_write returned {extent:?}");
+        };
+        assert_eq!(offset, covered, "extents are in order and leave no gap");
+        assert!(
+            length > 0 && length <= max_extent,
+            "{extent:?} with a limit of {max_extent}"
+        );
+        let range = offset as usize..(offset + length) as usize;
+        file_system.device().write(sector, &data[range]).unwrap();
+        covered += length;
+    }
+    Ok(covered as usize)
+}
+
+/// Reads `length` bytes at `offset` from where `map_read` says they lie,
+/// straight from the device, as the filesystem server's driver does.
+/// Checks the extents' shape and the clipping at the end of the file.
+fn map_read_by_hand(
+    file_system: &mut FileSystem<MemoryDevice>,
+    inode: InodeNumber,
+    offset: u64,
+    length: u64,
+    max_extent: u64,
+) -> Vec<u8> {
+    let extents = file_system.map_read(inode, offset, length, max_extent).unwrap();
+    let size = file_system.stat(inode).unwrap().size;
+    let expected = length.min(size.saturating_sub(offset)) as usize;
+    // The last disk extent may be rounded up to a whole sector.
+    let mut buffer = vec![0xAA; expected.next_multiple_of(SECTOR_SIZE)];
+    let mut covered = 0;
+    assert_merged(&extents, max_extent);
+    for extent in &extents {
+        let (offset, length) = match *extent {
+            Extent::Zeros { offset, length } => {
+                buffer[offset as usize..(offset + length) as usize].fill(0);
+                (offset, length)
+            }
+            Extent::Disk { offset, sector, length } => {
+                assert_eq!(length % SECTOR_SIZE as u64, 0, "{extent:?}");
+                let range = offset as usize..(offset + length) as usize;
+                file_system.device().read(sector, &mut buffer[range]).unwrap();
+                (offset, length)
+            }
+        };
+        assert_eq!(offset, covered, "extents are in order and leave no gap: {extents:?}");
+        assert!(
+            length > 0 && length <= max_extent,
+            "{extent:?} with a limit of {max_extent}"
+        );
+        covered += length;
+    }
+    let covered = covered as usize;
+    match extents.last() {
+        Some(Extent::Disk { .. }) => assert_eq!(covered, buffer.len(), "{extents:?}"),
+        _ => assert_eq!(covered, expected, "{extents:?}"),
+    }
+    buffer.truncate(expected);
+    buffer
 }
 
 /// A small deterministic random number generator (xorshift64).
@@ -778,6 +878,295 @@ fn mixed_alignment_writes_match_a_model() {
     }
 }
 
+/// `map_write` then the caller's own device writes, read back through
+/// `read` and `map_read`, across the direct, single and double indirect
+/// parts of the block map, over holes and existing blocks.
+fn mapped_round_trip(device: MemoryDevice, block_size: usize) {
+    let mut file_system = FileSystem::mount_with_cache(device, 32).unwrap();
+    file_system.set_time(1_700_000_000);
+    let pointers = block_size / 4;
+    let sectors_per_block = (block_size / SECTOR_SIZE) as u64;
+    let max_extent = 16 * block_size as u64;
+
+    // A fresh file in uneven calls that cross both map boundaries.
+    let inode = file_system.create("/mapped").unwrap();
+    let blocks = 12 + pointers + 40;
+    let mut model = pattern(blocks * block_size, 40);
+    let mut offset = 0;
+    for chunk in [5, 9, 64, pointers, 3].into_iter().cycle() {
+        if offset == model.len() {
+            break;
+        }
+        let end = (offset + chunk * block_size).min(model.len());
+        let placed = map_write_by_hand(&mut file_system, inode, offset as u64, &model[offset..end], max_extent);
+        assert_eq!(placed, Ok(end - offset));
+        offset = end;
+    }
+    let metadata = file_system.stat(inode).unwrap();
+    assert_eq!(metadata.size, model.len() as u64);
+    assert_eq!(metadata.blocks, (blocks + 1 + 2) as u64 * sectors_per_block);
+    assert_eq!(metadata.modified, 1_700_000_000);
+    assert_eq!(read_all(&mut file_system, inode), model);
+    let length = model.len() as u64;
+    assert_eq!(map_read_by_hand(&mut file_system, inode, 0, length, max_extent), model);
+
+    // Overwriting existing blocks in one call across both boundaries, with
+    // another limit; the blocks stay where they were.
+    file_system.set_time(1_700_000_100);
+    let before = file_system.map_read(inode, 0, length, max_extent).unwrap();
+    let from = 10 * block_size;
+    let patch = pattern((pointers + 10) * block_size, 41);
+    let limit = 3 * block_size as u64;
+    assert_eq!(
+        map_write_by_hand(&mut file_system, inode, from as u64, &patch, limit),
+        Ok(patch.len())
+    );
+    model[from..from + patch.len()].copy_from_slice(&patch);
+    assert_eq!(file_system.map_read(inode, 0, length, max_extent).unwrap(), before);
+    assert_eq!(file_system.stat(inode).unwrap().blocks, metadata.blocks);
+    assert_eq!(file_system.stat(inode).unwrap().modified, 1_700_000_100);
+    assert_eq!(read_all(&mut file_system, inode), model);
+    for (offset, length, limit) in [(0, length, block_size as u64), (11, 3, 2), (12 + pointers - 2, 5, 1)] {
+        let (offset, length) = (offset * block_size, length as usize * block_size);
+        let limit = limit * block_size as u64;
+        let read = map_read_by_hand(&mut file_system, inode, offset as u64, length as u64, limit);
+        assert_eq!(read, &model[offset..(offset + length).min(model.len())]);
+    }
+
+    // Holes in the middle, then a write that fills some of them and
+    // overwrites a block between them.
+    let sparse = file_system.create("/sparse").unwrap();
+    let mut sparse_model = Vec::new();
+    for (block, seed) in [(0, 42), (100, 43), (12 + pointers + 3, 44)] {
+        let data = pattern(block_size, seed);
+        let at = block * block_size;
+        assert_eq!(
+            map_write_by_hand(&mut file_system, sparse, at as u64, &data, max_extent),
+            Ok(block_size)
+        );
+        sparse_model.resize(at + block_size, 0);
+        sparse_model[at..].copy_from_slice(&data);
+    }
+    let size = sparse_model.len() as u64;
+    let extents = file_system
+        .map_read(sparse, 0, size, u64::MAX - u64::MAX % 4096)
+        .unwrap();
+    let holes: Vec<(u64, u64)> = extents
+        .iter()
+        .filter_map(|extent| match *extent {
+            Extent::Zeros { offset, length } => Some((offset, length)),
+            Extent::Disk { .. } => None,
+        })
+        .collect();
+    let block = block_size as u64;
+    assert_eq!(
+        holes,
+        [
+            (block, 99 * block),
+            (101 * block, (12 + pointers as u64 + 2 - 100) * block)
+        ]
+    );
+    assert_eq!(
+        map_read_by_hand(&mut file_system, sparse, 0, size, max_extent),
+        sparse_model
+    );
+    let fill = pattern((pointers - 40) * block_size, 45);
+    let at = 50 * block_size;
+    assert_eq!(
+        map_write_by_hand(&mut file_system, sparse, at as u64, &fill, max_extent),
+        Ok(fill.len())
+    );
+    sparse_model[at..at + fill.len()].copy_from_slice(&fill);
+    assert_eq!(read_all(&mut file_system, sparse), sparse_model);
+    assert_eq!(
+        map_read_by_hand(&mut file_system, sparse, 0, size, max_extent),
+        sparse_model
+    );
+
+    let mut file_system = sync_and_check(file_system);
+    for (inode, model) in [(inode, &model), (sparse, &sparse_model)] {
+        assert_eq!(&read_all(&mut file_system, inode), model);
+        let length = model.len() as u64;
+        assert_eq!(&map_read_by_hand(&mut file_system, inode, 0, length, max_extent), model);
+    }
+}
+
+#[test]
+fn mapped_round_trip_1k_blocks() {
+    mapped_round_trip(grouped_image(8192, 128, 8192), 1024);
+}
+
+#[test]
+fn mapped_round_trip_4k_blocks_default_features() {
+    mapped_round_trip(make_image(&["-b", "4096"], 32768), 4096);
+}
+
+/// `map_read` must see what partial writes left dirty in the cache, and
+/// partial writes must see what went straight to the device.
+#[test]
+fn map_read_sees_dirty_cached_blocks() {
+    let mut file_system = FileSystem::mount_with_cache(small_image(4096, 64), 64).unwrap();
+    file_system.set_time(1_700_000_000);
+    let inode = file_system.create("/file").unwrap();
+    let mut model = pattern(300 * 1024, 50);
+    file_system.write(inode, 0, &model).unwrap();
+    for (index, offset) in [5usize, 1500, 70_001, 150_000, 299_000].into_iter().enumerate() {
+        let patch = pattern(700, 51 + index as u32);
+        file_system.write(inode, offset as u64, &patch).unwrap();
+        model[offset..offset + 700].copy_from_slice(&patch);
+    }
+    let length = model.len() as u64;
+    assert_eq!(map_read_by_hand(&mut file_system, inode, 0, length, 64 * 1024), model);
+    let whole = pattern(8 * 1024, 56);
+    assert_eq!(
+        map_write_by_hand(&mut file_system, inode, 69 * 1024, &whole, 4096),
+        Ok(whole.len())
+    );
+    model[69 * 1024..77 * 1024].copy_from_slice(&whole);
+    let patch = pattern(100, 57);
+    file_system.write(inode, 70 * 1024 + 3, &patch).unwrap();
+    model[70 * 1024 + 3..70 * 1024 + 103].copy_from_slice(&patch);
+    assert_eq!(map_read_by_hand(&mut file_system, inode, 0, length, 64 * 1024), model);
+    assert_eq!(read_all(&mut file_system, inode), model);
+    let mut file_system = sync_and_check(file_system);
+    assert_eq!(read_all(&mut file_system, inode), model);
+}
+
+/// Holes read as zeros, and the range stops at the end of the file, the
+/// last disk extent rounded up to a whole sector.
+#[test]
+fn map_read_zeros_and_end_of_file() {
+    let mut file_system = mount(small_image(2048, 64));
+    let inode = file_system.create("/file").unwrap();
+    let big = 1 << 20;
+    // Logical blocks 3 and 4 hold data; the file ends 476 bytes into 4.
+    file_system.write(inode, 3 * 1024, &pattern(1500, 60)).unwrap();
+    let extents = file_system.map_read(inode, 0, big, big).unwrap();
+    let Some(&Extent::Disk { sector, .. }) = extents.get(1) else {
+        panic!("no disk extent in {extents:?}");
+    };
+    let zeros = |offset, length| Extent::Zeros { offset, length };
+    let disk = |offset, sector, length| Extent::Disk { offset, sector, length };
+    assert_eq!(extents, [zeros(0, 3 * 1024), disk(3 * 1024, sector, 1536)]);
+    // Clipped by the length, then by the end of the file.
+    assert_eq!(
+        file_system.map_read(inode, 3 * 1024, 100, big),
+        Ok(vec![disk(0, sector, 512)])
+    );
+    assert_eq!(
+        file_system.map_read(inode, 4 * 1024, big, big),
+        Ok(vec![disk(0, sector + 2, 512)])
+    );
+    assert_eq!(file_system.map_read(inode, 5 * 1024, big, big), Ok(vec![]));
+    assert_eq!(file_system.map_read(inode, 0, 0, big), Ok(vec![]));
+    assert_eq!(
+        map_read_by_hand(&mut file_system, inode, 0, big, 1024),
+        read_all(&mut file_system, inode)
+    );
+
+    // Growing leaves a hole at the end; extents are cut at `max_extent`.
+    file_system.truncate(inode, 10 * 1024).unwrap();
+    assert_eq!(
+        file_system.map_read(inode, 0, big, 2048),
+        Ok(vec![
+            zeros(0, 2048),
+            zeros(2048, 1024),
+            disk(3 * 1024, sector, 2048),
+            zeros(5 * 1024, 2048),
+            zeros(7 * 1024, 2048),
+            zeros(9 * 1024, 1024),
+        ])
+    );
+    assert_eq!(
+        map_read_by_hand(&mut file_system, inode, 0, big, 1024),
+        read_all(&mut file_system, inode)
+    );
+    sync_and_check(file_system);
+}
+
+/// `map_write` past the free space places the prefix that fits, then
+/// fails with `NoSpace`; the image stays clean and other files intact.
+#[test]
+fn map_write_fills_the_disk() {
+    let mut file_system = mount(grouped_image(1024, 64, 256));
+    let kept = pattern(100 * 1024, 70);
+    let first = file_system.create("/kept").unwrap();
+    write_in_chunks(&mut file_system, first, &kept, 10_000);
+    let filler = file_system.create("/filler").unwrap();
+    let free = file_system.statfs().free_blocks as usize;
+    let mut model = pattern((free + 50) * 1024, 71);
+    let placed = map_write_by_hand(&mut file_system, filler, 0, &model, 64 * 1024).unwrap();
+    assert!(placed > 0 && placed < model.len(), "placed {placed}");
+    model.truncate(placed);
+    assert_eq!(file_system.stat(filler).unwrap().size, placed as u64);
+    assert_eq!(file_system.statfs().free_blocks, 0);
+    for offset in [placed, placed + 10 * 1024] {
+        assert_eq!(
+            map_write_by_hand(&mut file_system, filler, offset as u64, &pattern(1024, 72), 1024),
+            Err(Error::NoSpace)
+        );
+    }
+    assert_eq!(file_system.stat(filler).unwrap().size, placed as u64);
+    // Overwriting needs no space.
+    let patch = pattern(3 * 1024, 73);
+    assert_eq!(
+        map_write_by_hand(&mut file_system, filler, 1024, &patch, 1024),
+        Ok(patch.len())
+    );
+    model[1024..4 * 1024].copy_from_slice(&patch);
+    assert_eq!(read_all(&mut file_system, filler), model);
+    assert_eq!(read_all(&mut file_system, first), kept);
+    let mut file_system = sync_and_check(file_system);
+    assert_eq!(read_all(&mut file_system, filler), model);
+    assert_eq!(read_all(&mut file_system, first), kept);
+
+    // Freeing space makes it usable again.
+    file_system.remove("/filler").unwrap();
+    let again = file_system.create("/again").unwrap();
+    let data = pattern(20 * 1024, 74);
+    assert_eq!(
+        map_write_by_hand(&mut file_system, again, 0, &data, 8192),
+        Ok(data.len())
+    );
+    let mut file_system = sync_and_check(file_system);
+    assert_eq!(read_all(&mut file_system, again), data);
+    assert_eq!(read_all(&mut file_system, first), kept);
+}
+
+#[test]
+fn map_requests_must_be_aligned() {
+    let mut file_system = mount(small_image(1024, 64));
+    let inode = file_system.create("/file").unwrap();
+    file_system.write(inode, 0, &pattern(5000, 80)).unwrap();
+    let before = file_system.stat(inode).unwrap();
+    let invalid = |result: Result<Vec<Extent>, Error>| matches!(result, Err(Error::InvalidOperation(_)));
+    assert!(invalid(file_system.map_read(inode, 1, 1024, 4096)));
+    assert!(invalid(file_system.map_read(inode, 0, 1024, 0)));
+    assert!(invalid(file_system.map_read(inode, 0, 1024, 1536)));
+    assert!(invalid(file_system.map_write(inode, 512, 1024, 4096)));
+    assert!(invalid(file_system.map_write(inode, 1024, 100, 4096)));
+    assert!(invalid(file_system.map_write(inode, 1024, 1024, 1536)));
+    assert!(invalid(file_system.map_write(inode, 1024, 1024, 0)));
+    assert_eq!(file_system.stat(inode).unwrap(), before);
+    // Only the offset of a read must be aligned.
+    assert_eq!(file_system.map_read(inode, 1024, 100, 1024).unwrap().len(), 1);
+    assert_eq!(file_system.map_write(inode, 8192, 0, 1024), Ok(vec![]));
+    assert_eq!(
+        file_system.map_write(InodeNumber::ROOT, 0, 1024, 1024),
+        Err(Error::IsADirectory)
+    );
+    assert_eq!(
+        file_system.map_read(InodeNumber::ROOT, 0, 1024, 1024),
+        Err(Error::IsADirectory)
+    );
+    assert_eq!(
+        file_system.map_read(InodeNumber(60), 0, 1024, 1024),
+        Err(Error::NotFound)
+    );
+    assert_eq!(file_system.stat(inode).unwrap(), before);
+    sync_and_check(file_system);
+}
+
 #[test]
 fn persists_across_mounts() {
     let mut file_system = mount(small_image(2048, 64));
@@ -927,6 +1316,7 @@ fn random_operations_match_a_model(image: MemoryDevice, seed: u64) {
     use std::collections::btree_map::Entry;
 
     let mut file_system = FileSystem::mount_with_cache(image, 32).unwrap();
+    let block_size = file_system.statfs().block_size as usize;
     // Path to contents; `None` for a directory.
     let mut model: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
     let mut random = Random(seed);
@@ -939,7 +1329,7 @@ fn random_operations_match_a_model(image: MemoryDevice, seed: u64) {
         |random: &mut Random| format!("{}/n{}", directories[random.below(directories.len())], random.below(12));
     for step in 0..1500 {
         let path = random_file(&mut random);
-        match random.below(6) {
+        match random.below(8) {
             0 => {
                 let result = file_system.create(&path);
                 match model.entry(path) {
@@ -980,6 +1370,37 @@ fn random_operations_match_a_model(image: MemoryDevice, seed: u64) {
                     }
                     (None, _) => assert_eq!(file_system.rename(&path, &target), Err(Error::NotFound)),
                     _ => {}
+                }
+            }
+            5 => {
+                if let Some(Some(contents)) = model.get_mut(&path) {
+                    let offset = random.below(150_000) / block_size * block_size;
+                    let data = pattern(random.below(20_000) / block_size * block_size, step);
+                    let max_extent = (1 + random.below(16)) * block_size;
+                    let inode = file_system.lookup(&path).unwrap();
+                    let placed = map_write_by_hand(&mut file_system, inode, offset as u64, &data, max_extent as u64);
+                    assert_eq!(placed, Ok(data.len()));
+                    // Placing nothing does not grow the file.
+                    if !data.is_empty() {
+                        if contents.len() < offset + data.len() {
+                            contents.resize(offset + data.len(), 0);
+                        }
+                        contents[offset..offset + data.len()].copy_from_slice(&data);
+                    }
+                }
+            }
+            6 => {
+                if let Some(Some(contents)) = model.get(&path) {
+                    let offset = random.below(contents.len() + 2 * block_size) / block_size * block_size;
+                    let length = random.below(40_000);
+                    let max_extent = (1 + random.below(16)) * block_size;
+                    let inode = file_system.lookup(&path).unwrap();
+                    let read =
+                        map_read_by_hand(&mut file_system, inode, offset as u64, length as u64, max_extent as u64);
+                    let expected = contents
+                        .get(offset..(offset + length).min(contents.len()))
+                        .unwrap_or_default();
+                    assert_eq!(read, expected, "{path} at {offset}");
                 }
             }
             _ => {

@@ -2,10 +2,12 @@
 //! without travelling in messages.
 //!
 //! The client makes a few frames, maps them ([`TransferBuffer`]) and sends
-//! each to the server with a request of the protocol's own ("share page
-//! N"); the server maps each page it receives ([`SharedPages`]). A request
-//! then names a byte range of the buffer. The server checks every range
-//! against the pages it was given, so a client can only hurt itself.
+//! a copy of each to the server with a request of the protocol's own
+//! ("share page N"); the server maps each page it receives
+//! ([`SharedPages`]), and may pass copies on to a server of its own (a
+//! filesystem to its disk driver). A request then names a byte range of
+//! the buffer. The server checks every range against the pages it was
+//! given, so a client can only hurt itself.
 
 use abi::Rights;
 use alloc::collections::BTreeMap;
@@ -39,9 +41,16 @@ impl TransferBuffer {
         Ok(Self { region, first, pages })
     }
 
-    /// Each page's index and frame, to send to the server.
-    pub fn frames(&self) -> impl Iterator<Item = (u8, Frame)> + '_ {
-        (0..self.pages).map(|page| (page, Frame(Slot(self.first.0 + u64::from(page)))))
+    /// Sends a copy of every page's frame to a server: `send(page, slot)`
+    /// must send the capability in `slot` (which moves it); `scratch` is an
+    /// empty slot to copy through. The buffer keeps its own capabilities,
+    /// so it can be shared again (with a restarted server).
+    ///
+    /// # Errors
+    /// The first error of `send`, or of copying.
+    pub fn share<E>(&self, scratch: Slot, send: impl FnMut(u8, Slot) -> Result<(), E>) -> Result<(), ShareError<E>> {
+        let frames = (0..self.pages).map(|page| (page, Frame(Slot(self.first.0 + u64::from(page)))));
+        share_copies(frames, scratch, send)
     }
 
     /// The mapped bytes.
@@ -60,6 +69,31 @@ impl TransferBuffer {
     }
 }
 
+/// Why sharing pages failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareError<E> {
+    /// The server refused or the call failed.
+    Send(E),
+    /// A capability could not be copied (the scratch slot was not empty).
+    Copy(abi::Error),
+}
+
+/// Sends a copy of each frame through `scratch` with `send`.
+fn share_copies<E>(
+    frames: impl Iterator<Item = (u8, Frame)>,
+    scratch: Slot,
+    mut send: impl FnMut(u8, Slot) -> Result<(), E>,
+) -> Result<(), ShareError<E>> {
+    for (page, frame) in frames {
+        capability::copy(frame, Destination::own(scratch)).map_err(ShareError::Copy)?;
+        let sent = send(page, scratch);
+        // Sent, the copy moved away; refused, it must not linger.
+        let _ = capability::delete(Destination::own(scratch));
+        sent.map_err(ShareError::Send)?;
+    }
+    Ok(())
+}
+
 /// A byte range outside the pages a client shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotShared;
@@ -67,7 +101,7 @@ pub struct NotShared;
 /// The server's side: the pages one client shared, each mapped alone.
 #[derive(Default)]
 pub struct SharedPages {
-    pages: BTreeMap<u8, Region>,
+    pages: BTreeMap<u8, (Frame, Region)>,
 }
 
 impl SharedPages {
@@ -76,7 +110,7 @@ impl SharedPages {
     ///
     /// # Errors
     /// [`NotShared`] if nothing usable arrived (not a frame, no slots).
-    pub fn share(
+    pub fn accept(
         &mut self,
         page: u8,
         received: Slot,
@@ -91,7 +125,9 @@ impl SharedPages {
             Rights::READ | Rights::WRITE,
         ) {
             Ok(region) => {
-                self.pages.insert(page, region);
+                if let Some((old, _)) = self.pages.insert(page, (Frame(kept), region)) {
+                    let _ = capability::delete(Destination::own(old.0));
+                }
                 Ok(())
             }
             Err(_) => {
@@ -99,6 +135,18 @@ impl SharedPages {
                 Err(NotShared)
             }
         }
+    }
+
+    /// Passes copies of the shared pages on, as [`TransferBuffer::share`].
+    ///
+    /// # Errors
+    /// The first error of `send`, or of copying.
+    pub fn share<E>(&self, scratch: Slot, send: impl FnMut(u8, Slot) -> Result<(), E>) -> Result<(), ShareError<E>> {
+        share_copies(
+            self.pages.iter().map(|(&page, (frame, _))| (page, *frame)),
+            scratch,
+            send,
+        )
     }
 
     /// Copies `bytes` of the buffer into `into` (as long as the range).
@@ -157,7 +205,7 @@ impl SharedPages {
         while done < length {
             let position = start.checked_add(done).ok_or(NotShared)?;
             let page = u8::try_from(position / PAGE).map_err(|_| NotShared)?;
-            let region = self.pages.get(&page).ok_or(NotShared)?;
+            let (_, region) = self.pages.get(&page).ok_or(NotShared)?;
             let within = position % PAGE;
             let run = (PAGE - within).min(length - done);
             each(region, within, done..done + run)?;

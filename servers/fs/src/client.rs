@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use runtime::capability::{AddressSpace, Memory, Slots};
 use runtime::ipc::Buffer;
-use service::transfer::TransferBuffer;
+use service::transfer::{ShareError, TransferBuffer};
 use service::{CallError, Client};
 
 /// Why a file operation failed.
@@ -56,11 +56,18 @@ impl Files {
         let client = Client::<Fs>::connect(slots.allocate().map_err(FilesError::Setup)?, buffer)?;
         let transfer =
             TransferBuffer::new(slots, memory, address_space, MAX_BUFFER_PAGES).map_err(FilesError::Setup)?;
-        for (page, frame) in transfer.frames() {
-            client
-                .call_sending(&Request::Share { page }, Some(frame.0))?
-                .map_err(FilesError::Fs)?;
-        }
+        let scratch = slots.allocate().map_err(FilesError::Setup)?;
+        transfer
+            .share(scratch, |page, frame| {
+                client
+                    .call_sending(&Request::Share { page }, Some(frame))?
+                    .map_err(FilesError::Fs)
+                    .map(drop)
+            })
+            .map_err(|error| match error {
+                ShareError::Send(error) => error,
+                ShareError::Copy(error) => FilesError::Setup(error),
+            })?;
         Ok(Self { client, transfer })
     }
 

@@ -12,10 +12,13 @@
 
 extern crate alloc;
 
+mod data;
+
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use block::{Disk, DiskError};
+use block::{BufferIndex, Disk, DiskError};
+use data::{ClientData, DataPath};
 use ext2::{DeviceError, FileKind, FileSystem, InodeNumber};
 use fs::{
     ENTRIES_PER_REPLY, Entry, Error, Fs, Handle, Kind, MAX_BUFFER_PAGES, MAX_TRANSFER, Metadata, Reply, Request, Usage,
@@ -23,7 +26,6 @@ use fs::{
 use runtime::capability::{AddressSpace, Endpoint, Memory, Slot, Slots};
 use runtime::ipc::Buffer;
 use service::process::{CSPACE_SLOTS, slot};
-use service::transfer::SharedPages;
 use service::{ErrorCode, Response};
 
 runtime::entry!(main, heap_kib = 4096);
@@ -61,10 +63,10 @@ impl ext2::BlockDevice for DiskDevice {
     }
 }
 
-/// One client: its transfer buffer and open files.
+/// One client: its data path and open files.
 #[derive(Default)]
 struct Client {
-    transfer: SharedPages,
+    data: ClientData,
     handles: BTreeMap<Handle, InodeNumber>,
     next_handle: Handle,
 }
@@ -78,6 +80,8 @@ struct Server {
     /// File data on its way between a transfer buffer and ext2: one buffer
     /// for every request, not an allocation each.
     scratch: Vec<u8>,
+    /// The next free transfer-buffer index at the driver.
+    next_disk_buffer: BufferIndex,
 }
 
 fn main() -> u64 {
@@ -115,6 +119,7 @@ fn main() -> u64 {
         slots,
         receive,
         scratch: alloc::vec![0; MAX_TRANSFER],
+        next_disk_buffer: 1,
     };
     let error = service::serve::<Fs>(Endpoint(endpoint.0), buffer, Some(receive), |request| {
         let reply = server.handle(request.badge, request.body, request.capabilities);
@@ -162,8 +167,9 @@ impl Server {
                 return Err(Error::NoBuffer);
             }
             return client
+                .data
                 .transfer
-                .share(page, self.receive, &self.slots, OWN_SPACE)
+                .accept(page, self.receive, &self.slots, OWN_SPACE)
                 .map(|()| Reply::Done)
                 .map_err(|_| Error::NoBuffer);
         }
@@ -204,12 +210,12 @@ impl Server {
                 buffer_offset,
             } => {
                 let inode = *client.handles.get(&handle).ok_or(Error::BadHandle)?;
-                let data = &mut self.scratch[..(length as usize).min(MAX_TRANSFER)];
-                let count = filesystem.read(inode, offset, data).map_err(fs_error)?;
-                client
-                    .transfer
-                    .write(buffer_offset as usize, &data[..count])
-                    .map_err(|_| Error::NoBuffer)?;
+                let mut path = DataPath {
+                    filesystem,
+                    scratch: &mut self.scratch,
+                    next_disk_buffer: &mut self.next_disk_buffer,
+                };
+                let count = path.read(&mut client.data, inode, offset, length as usize, buffer_offset as usize)?;
                 Ok(Reply::Count(count as u32))
             }
             Request::Write {
@@ -219,17 +225,12 @@ impl Server {
                 buffer_offset,
             } => {
                 let inode = *client.handles.get(&handle).ok_or(Error::BadHandle)?;
-                let start = buffer_offset as usize;
-                let length = length as usize;
-                if length > MAX_TRANSFER {
-                    return Err(Error::NoBuffer);
-                }
-                let data = &mut self.scratch[..length];
-                client
-                    .transfer
-                    .read(start..start + length, data)
-                    .map_err(|_| Error::NoBuffer)?;
-                let count = filesystem.write(inode, offset, data).map_err(fs_error)?;
+                let mut path = DataPath {
+                    filesystem,
+                    scratch: &mut self.scratch,
+                    next_disk_buffer: &mut self.next_disk_buffer,
+                };
+                let count = path.write(&mut client.data, inode, offset, length as usize, buffer_offset as usize)?;
                 Ok(Reply::Count(count as u32))
             }
             Request::Truncate { handle, size } => {

@@ -18,7 +18,7 @@ extern crate alloc;
 use abi::Rights;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use block::{Block, Error, MAX_BUFFER_PAGES, MAX_TRANSFER, Reply, Request, check_transfer};
+use block::{Block, Error, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_TRANSFER, Reply, Request, check_transfer};
 use pci::{Pci, Resource};
 use runtime::capability::{
     self, AddressSpace, Destination, Endpoint, Frame, IoPorts, Irq, Memory, Notification, Slot, Slots,
@@ -100,14 +100,22 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
         .map_err(|_| "no memory")?;
     let receive = slots.allocate().map_err(|_| "no slots")?;
     service::names::register("block", endpoint.0, buffer).map_err(|_| "may not provide 'block'")?;
-    let mut transfers: BTreeMap<u64, SharedPages> = BTreeMap::new();
+    // Each client's transfer buffers, by (badge, buffer index).
+    let mut transfers: BTreeMap<(u64, u8), SharedPages> = BTreeMap::new();
     service::serve::<Block>(Endpoint(endpoint.0), buffer, Some(receive), |request| {
-        let transfer = transfers.entry(request.badge).or_default();
+        let badge = request.badge;
+        let buffer_of = |buffer| transfers.get(&(badge, buffer)).ok_or(Error::NoBuffer);
         let reply = match request.body {
-            Request::Share { page } if request.capabilities == 1 && page < MAX_BUFFER_PAGES => transfer
-                .share(page, receive, &slots, OWN_SPACE)
-                .map(|()| Reply::Done)
-                .map_err(|_| Error::NoBuffer),
+            Request::Share { buffer, page }
+                if request.capabilities == 1 && buffer < MAX_BUFFERS && page < MAX_BUFFER_PAGES =>
+            {
+                transfers
+                    .entry((badge, buffer))
+                    .or_default()
+                    .accept(page, receive, &slots, OWN_SPACE)
+                    .map(|()| Reply::Done)
+                    .map_err(|_| Error::NoBuffer)
+            }
             Request::Share { .. } => {
                 let _ = capability::delete(Destination::own(receive));
                 Err(Error::NoBuffer)
@@ -116,8 +124,18 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
                 sectors: device.sectors,
                 read_only: device.read_only(),
             }),
-            Request::Read { sector, count, offset } => device.read(transfer, sector, count, offset),
-            Request::Write { sector, count, offset } => device.write(transfer, sector, count, offset),
+            Request::Read {
+                buffer,
+                sector,
+                count,
+                offset,
+            } => buffer_of(buffer).and_then(|transfer| device.read(transfer, sector, count, offset)),
+            Request::Write {
+                buffer,
+                sector,
+                count,
+                offset,
+            } => buffer_of(buffer).and_then(|transfer| device.write(transfer, sector, count, offset)),
             Request::Flush => device.flush(),
         };
         Ok::<_, ErrorCode>(Response::from(reply))
