@@ -28,7 +28,7 @@ use runtime::ipc::Buffer;
 use service::process::{CSPACE_SLOTS, slot};
 use service::{ErrorCode, Response};
 
-runtime::entry!(main, heap_kib = 4096);
+runtime::entry!(main, heap_kib = 8192);
 
 const OWN_SPACE: AddressSpace = AddressSpace(slot::ADDRESS_SPACE);
 
