@@ -49,8 +49,8 @@ fn concurrent_clients_churn_hundreds_of_files_and_fill_the_disk_and_fsck_is_clea
     let finished = Machine::boot_with_disk(&with_system("systems/storage.toml"), Firmware::Bios, Some(&disk))
         .wait_exit(Duration::from_secs(900));
     let output = &finished.output;
-    // Two clients' workloads, the path errors and the full disk.
-    assert_checks_passed(output, 4);
+    // Two clients' workloads, the path errors, bad block requests and the full disk.
+    assert_checks_passed(output, 5);
     assert_contains(output, &["storage-tests: all checks passed", "init: powering off"]);
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
     assert_clean(&disk);

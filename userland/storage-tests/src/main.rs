@@ -5,8 +5,9 @@
 //! 1. writes, renames, truncates and removes hundreds of files, and checks
 //!    every byte and every listing;
 //! 2. once every copy is done, the copy with the lowest badge checks path
-//!    errors, then fills the disk: the write that does not fit fails with
-//!    `NoSpace`, and every file written before reads back intact;
+//!    errors and that the block driver refuses bad requests, then fills the
+//!    disk: the write that does not fit fails with `NoSpace`, and every
+//!    file written before reads back intact;
 //! 3. it syncs and powers the machine off; the test then runs the host's
 //!    `e2fsck` on the image.
 //!
@@ -78,6 +79,7 @@ fn main() -> u64 {
         return u64::from(failures);
     }
     failures += report(path_errors(&files, badge));
+    failures += report(bad_block_requests(&slots, buffer));
     failures += report(full_disk(&files));
     if failures == 0 {
         println!("storage-tests: all checks passed");
@@ -222,6 +224,53 @@ fn path_errors(files: &Files, badge: u64) -> Check {
     }
     Ok(String::from(
         "path errors: long name, '..' above the root, missing parent, relative path, file as directory and directory as file refused",
+    ))
+}
+
+/// The block driver refuses requests outside the disk or its buffers,
+/// without touching the disk (the filesystem on it stays clean).
+fn bad_block_requests(slots: &Slots, buffer: Buffer) -> Check {
+    use block::{Disk, DiskError, Error as BlockError};
+    let disk = Disk::connect(slots, Memory(slot::MEMORY), AddressSpace(slot::ADDRESS_SPACE), buffer)
+        .map_err(|error| format!("block requests: cannot reach the driver: {error:?}"))?;
+    let end = disk.sectors();
+    let cases: [(&str, Result<(), DiskError>, BlockError); 5] = [
+        (
+            "a read past the end",
+            disk.read_into(0, 0, end, 1),
+            BlockError::OutOfRange,
+        ),
+        (
+            "a write across the end",
+            disk.write_from(0, 0, end - 1, 2),
+            BlockError::OutOfRange,
+        ),
+        (
+            "an unaligned buffer offset",
+            disk.read_into(0, 100, 0, 1),
+            BlockError::Misaligned,
+        ),
+        (
+            "a transfer larger than the buffer",
+            disk.read_into(0, 0, 0, 129),
+            BlockError::Misaligned,
+        ),
+        (
+            "a buffer never shared",
+            disk.read_into(9, 0, 0, 1),
+            BlockError::NoBuffer,
+        ),
+    ];
+    for (what, result, expected) in cases {
+        if result != Err(DiskError::Block(expected)) {
+            return Err(format!("block requests: {what}: expected {expected:?}, got {result:?}"));
+        }
+    }
+    let mut first = alloc::vec![0; 512];
+    disk.read(0, &mut first)
+        .map_err(|error| format!("block requests: a good read after the bad ones failed: {error:?}"))?;
+    Ok(String::from(
+        "block requests: past the end, across the end, unaligned, too large and unshared buffer refused; the driver serves on",
     ))
 }
 
