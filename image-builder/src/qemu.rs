@@ -50,13 +50,41 @@ pub fn check_tools(firmware: Firmware) -> Result<(), Error> {
     Ok(())
 }
 
-/// The QEMU command that boots `image`, with `disk` (a raw image, written
-/// in place) as a virtio block device; `gdb` makes QEMU wait for a
-/// debugger on TCP port 1234. Standard streams are left to the caller.
+/// How the data disk is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskBus {
+    /// A virtio block device on PCI (for `servers/virtio-blk`).
+    Virtio,
+    /// The master of the secondary IDE channel (for `servers/ata`).
+    Ide,
+}
+
+/// The data disk: a raw image, written in place.
+#[derive(Clone, Copy, Debug)]
+pub struct DataDisk<'a> {
+    /// The image.
+    pub path: &'a Path,
+    /// How it is attached.
+    pub bus: DiskBus,
+}
+
+impl<'a> DataDisk<'a> {
+    /// The image at `path` as a virtio disk, as `cargo xtask run` attaches it.
+    pub fn virtio(path: &'a Path) -> Self {
+        Self {
+            path,
+            bus: DiskBus::Virtio,
+        }
+    }
+}
+
+/// The QEMU command that boots `image`, with `disk` as the data disk;
+/// `gdb` makes QEMU wait for a debugger on TCP port 1234. Standard streams
+/// are left to the caller.
 ///
 /// # Errors
 /// [`Error::MissingTool`] if QEMU or OVMF is not installed.
-pub fn command(image: &Path, firmware: Firmware, disk: Option<&Path>, gdb: bool) -> Result<Command, Error> {
+pub fn command(image: &Path, firmware: Firmware, disk: Option<DataDisk>, gdb: bool) -> Result<Command, Error> {
     check_tools(firmware)?;
     let mut command = Command::new(QEMU);
     command
@@ -70,8 +98,11 @@ pub fn command(image: &Path, firmware: Firmware, disk: Option<&Path>, gdb: bool)
     if let Some(disk) = disk {
         command
             .arg("-drive")
-            .arg(format!("if=none,id=data,format=raw,file={}", disk.display()))
-            .args(["-device", "virtio-blk-pci,drive=data"]);
+            .arg(format!("if=none,id=data,format=raw,file={}", disk.path.display()));
+        command.args(match disk.bus {
+            DiskBus::Virtio => ["-device", "virtio-blk-pci,drive=data"],
+            DiskBus::Ide => ["-device", "ide-hd,drive=data,bus=ide.1,unit=0"],
+        });
     }
     if firmware == Firmware::Uefi {
         command.args(["-bios", OVMF]);

@@ -9,7 +9,7 @@
 
 use abi::debug_exit::Outcome;
 use image_builder::data_disk;
-use image_builder::qemu::{self, Firmware};
+use image_builder::qemu::{self, DataDisk, Firmware};
 use image_builder::{BuildOptions, Images};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -87,12 +87,11 @@ impl Machine {
         Self::boot_with_disk(options, firmware, None)
     }
 
-    /// Like [`Machine::boot`], with `disk` (a raw image, written in place)
-    /// as the virtio data disk.
+    /// Like [`Machine::boot`], with `disk` as the data disk.
     ///
     /// # Panics
     /// If the image cannot be built or QEMU cannot start.
-    pub fn boot_with_disk(options: &BuildOptions, firmware: Firmware, disk: Option<&Path>) -> Self {
+    pub fn boot_with_disk(options: &BuildOptions, firmware: Firmware, disk: Option<DataDisk>) -> Self {
         let images = images(options);
         let image = match firmware {
             Firmware::Bios => images.bios,

@@ -3,7 +3,7 @@
 
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
-use image_builder::qemu::Firmware;
+use image_builder::qemu::{DataDisk, Firmware};
 use tests::{BOOT_TIMEOUT, Machine, assert_contains};
 
 const READY: &str = "shell: type 'help' for the commands";
@@ -39,7 +39,7 @@ fn uefi_boot_reaches_the_shell() {
 fn shell_commands_work() {
     // With a data disk, as `cargo xtask run` boots it.
     let disk = tests::fresh_disk("shell", 16);
-    let mut machine = Machine::boot_with_disk(&BuildOptions::default(), Firmware::Bios, Some(&disk));
+    let mut machine = Machine::boot_with_disk(&BuildOptions::default(), Firmware::Bios, Some(DataDisk::virtio(&disk)));
     machine.wait_for(READY, BOOT_TIMEOUT);
     // Typed all at once, as `printf ... | cargo xtask run` would.
     machine.type_text("help\nps\necho hello\nuptime\nmeminfo\nlspci\nfrobnicate\necx\x7fho edited\n\x1b[A\npoweroff\n");

@@ -4,7 +4,7 @@
 
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
-use image_builder::qemu::Firmware;
+use image_builder::qemu::{DataDisk, DiskBus, Firmware};
 use std::path::Path;
 use std::time::Duration;
 use tests::{BOOT_TIMEOUT, Machine, assert_checks_passed, assert_clean, assert_contains, fresh_disk, with_system};
@@ -12,7 +12,7 @@ use tests::{BOOT_TIMEOUT, Machine, assert_checks_passed, assert_clean, assert_co
 /// Boots the default system on `disk`, types `commands` into the shell and
 /// waits for it to power off; returns what it printed.
 fn shell_session(disk: &Path, commands: &str) -> String {
-    let mut machine = Machine::boot_with_disk(&BuildOptions::default(), Firmware::Bios, Some(disk));
+    let mut machine = Machine::boot_with_disk(&BuildOptions::default(), Firmware::Bios, Some(DataDisk::virtio(disk)));
     machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
     machine.type_text(commands);
     let finished = machine.wait_exit(BOOT_TIMEOUT);
@@ -46,8 +46,12 @@ fn a_file_written_in_one_boot_is_there_in_the_next() {
 #[test]
 fn concurrent_clients_churn_hundreds_of_files_and_fill_the_disk_and_fsck_is_clean() {
     let disk = fresh_disk("churn", 8);
-    let finished = Machine::boot_with_disk(&with_system("systems/storage.toml"), Firmware::Bios, Some(&disk))
-        .wait_exit(Duration::from_secs(900));
+    let finished = Machine::boot_with_disk(
+        &with_system("systems/storage.toml"),
+        Firmware::Bios,
+        Some(DataDisk::virtio(&disk)),
+    )
+    .wait_exit(Duration::from_secs(900));
     let output = &finished.output;
     // Two clients' workloads, the path errors, bad block requests and the full disk.
     assert_checks_passed(output, 5);
@@ -100,4 +104,29 @@ fn without_a_disk_the_driver_is_reported_and_fs_answers_with_the_reason() {
         "ps does not show the driver as failed:\n{output}"
     );
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+}
+
+#[test]
+fn the_ata_driver_serves_the_same_filesystem_from_an_ide_disk() {
+    let disk = fresh_disk("ata", 16);
+    let ide = DataDisk {
+        path: &disk,
+        bus: DiskBus::Ide,
+    };
+    let mut machine = Machine::boot_with_disk(&with_system("systems/ata.toml"), Firmware::Bios, Some(ide));
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    machine.type_text("write /ide.txt through ata\nmkdir /d\ncp /ide.txt /d/copy\nsync\ncat /d/copy\nls /\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_contains(
+        output,
+        &[
+            "ata: 32768 sectors (16 MiB)",
+            "fs: mounted ext2",
+            "through ata\r\n",
+            "ide.txt",
+        ],
+    );
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+    assert_clean(&disk);
 }

@@ -128,7 +128,8 @@ fn run(build: &BuildOptions, firmware: Firmware, disk: Option<&Path>, gdb: bool)
     } else {
         &images.bios
     };
-    let mut command = qemu::command(image, firmware, Some(disk), gdb).map_err(|error| error.to_string())?;
+    let mut command =
+        qemu::command(image, firmware, Some(qemu::DataDisk::virtio(disk)), gdb).map_err(|error| error.to_string())?;
     if gdb {
         eprintln!(
             "QEMU waits for a debugger; in another terminal:\n  gdb {} -ex 'target remote localhost:1234'",
@@ -165,7 +166,7 @@ fn test() -> Result<ExitCode, String> {
     // build only for the bare-metal target), then the QEMU tests.
     let steps: [&[&str]; 3] = [
         &["test"],
-        &["test", "--lib", "--package", "pci", "--package", "virtio-blk"],
+        &["test", "--lib", "--package", "pci", "--package", "virtio-blk", "--package", "ata"],
         &["test", "--package", "tests"],
     ];
     for step in steps {

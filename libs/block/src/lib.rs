@@ -16,8 +16,10 @@
 extern crate alloc;
 
 mod client;
+mod server;
 
 pub use client::{Disk, DiskError};
+pub use server::{Driver, serve};
 
 use serde::{Deserialize, Serialize};
 

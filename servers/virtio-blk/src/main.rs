@@ -16,18 +16,18 @@
 extern crate alloc;
 
 use abi::Rights;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use block::{Block, Error, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_TRANSFER, Reply, Request, check_transfer};
+use block::{Driver, Error, MAX_TRANSFER};
+use core::ops::Range;
 use pci::{Pci, Resource};
 use runtime::capability::{
     self, AddressSpace, Destination, Endpoint, Frame, IoPorts, Irq, Memory, Notification, Slot, Slots,
 };
 use runtime::ipc::Buffer;
 use runtime::memory::Region;
+use service::Client;
 use service::process::{CSPACE_SLOTS, slot};
 use service::transfer::SharedPages;
-use service::{Client, ErrorCode, Response};
 use virtio_blk::{QueueLayout, STATUS_OK, descriptor, feature, register, request, request_header, status};
 
 runtime::entry!(main, heap_kib = 256);
@@ -99,48 +99,40 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
         .create_endpoint(slots.allocate().map_err(|_| "no slots")?)
         .map_err(|_| "no memory")?;
     let receive = slots.allocate().map_err(|_| "no slots")?;
-    service::names::register("block", endpoint.0, buffer).map_err(|_| "may not provide 'block'")?;
-    // Each client's transfer buffers, by (badge, buffer index).
-    let mut transfers: BTreeMap<(u64, u8), SharedPages> = BTreeMap::new();
-    service::serve::<Block>(Endpoint(endpoint.0), buffer, Some(receive), |request| {
-        let badge = request.badge;
-        let buffer_of = |buffer| transfers.get(&(badge, buffer)).ok_or(Error::NoBuffer);
-        let reply = match request.body {
-            Request::Share { buffer, page }
-                if request.capabilities == 1 && buffer < MAX_BUFFERS && page < MAX_BUFFER_PAGES =>
-            {
-                transfers
-                    .entry((badge, buffer))
-                    .or_default()
-                    .accept(page, receive, &slots, OWN_SPACE)
-                    .map(|()| Reply::Done)
-                    .map_err(|_| Error::NoBuffer)
-            }
-            Request::Share { .. } => {
-                let _ = capability::delete(Destination::own(receive));
-                Err(Error::NoBuffer)
-            }
-            Request::Info => Ok(Reply::Info {
-                sectors: device.sectors,
-                read_only: device.read_only(),
-            }),
-            Request::Read {
-                buffer,
-                sector,
-                count,
-                offset,
-            } => buffer_of(buffer).and_then(|transfer| device.read(transfer, sector, count, offset)),
-            Request::Write {
-                buffer,
-                sector,
-                count,
-                offset,
-            } => buffer_of(buffer).and_then(|transfer| device.write(transfer, sector, count, offset)),
-            Request::Flush => device.flush(),
-        };
-        Ok::<_, ErrorCode>(Response::from(reply))
-    });
+    let error = block::serve(&mut device, Endpoint(endpoint.0), buffer, receive, &slots, OWN_SPACE);
+    runtime::println!("virtio-blk: stopped serving: {error:?}");
     Err("the endpoint failed")
+}
+
+impl block::Driver for Device {
+    fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    fn read_only(&self) -> bool {
+        self.features & feature::READ_ONLY != 0
+    }
+
+    fn read(&mut self, sector: u64, transfer: &SharedPages, bytes: Range<usize>) -> Result<(), Error> {
+        self.submit(request::IN, sector, bytes.len())?;
+        transfer
+            .copy_in(bytes.start, bytes.len(), &self.dma, self.data_offset())
+            .map_err(|_| Error::NoBuffer)
+    }
+
+    fn write(&mut self, sector: u64, transfer: &SharedPages, bytes: Range<usize>) -> Result<(), Error> {
+        transfer
+            .copy_out(bytes.start, bytes.len(), &self.dma, self.data_offset())
+            .map_err(|_| Error::NoBuffer)?;
+        self.submit(request::OUT, sector, bytes.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.features & feature::FLUSH != 0 {
+            self.submit(request::FLUSH, 0, 0)?;
+        }
+        Ok(())
+    }
 }
 
 impl Device {
@@ -202,10 +194,6 @@ impl Device {
         })
     }
 
-    fn read_only(&self) -> bool {
-        self.features & feature::READ_ONLY != 0
-    }
-
     /// Offset in DMA memory of the header page and of the data.
     fn header_offset(&self) -> usize {
         self.layout.bytes
@@ -213,34 +201,6 @@ impl Device {
 
     fn data_offset(&self) -> usize {
         self.layout.bytes + HEADER_PAGE
-    }
-
-    fn read(&mut self, transfer: &SharedPages, sector: u64, count: u32, offset: u32) -> Result<Reply, Error> {
-        let bytes = check_transfer(self.sectors, MAX_TRANSFER, sector, count, offset)?;
-        self.submit(request::IN, sector, bytes.len())?;
-        transfer
-            .copy_in(bytes.start, bytes.len(), &self.dma, self.data_offset())
-            .map_err(|_| Error::NoBuffer)?;
-        Ok(Reply::Done)
-    }
-
-    fn write(&mut self, transfer: &SharedPages, sector: u64, count: u32, offset: u32) -> Result<Reply, Error> {
-        let bytes = check_transfer(self.sectors, MAX_TRANSFER, sector, count, offset)?;
-        if self.read_only() {
-            return Err(Error::ReadOnly);
-        }
-        transfer
-            .copy_out(bytes.start, bytes.len(), &self.dma, self.data_offset())
-            .map_err(|_| Error::NoBuffer)?;
-        self.submit(request::OUT, sector, bytes.len())?;
-        Ok(Reply::Done)
-    }
-
-    fn flush(&mut self) -> Result<Reply, Error> {
-        if self.features & feature::FLUSH != 0 {
-            self.submit(request::FLUSH, 0, 0)?;
-        }
-        Ok(Reply::Done)
     }
 
     /// Puts one request (header, data of `length` bytes, status) on the

@@ -1,0 +1,228 @@
+//! ata: drives the master disk of the secondary IDE channel (ports
+//! 0x170..0x178 and 0x376, interrupt 15, as the system description gives
+//! them) by programmed I/O, and serves the block protocol. Every sector
+//! the device has ready raises the interrupt the driver waits for.
+//!
+//! For machines without virtio (Bochs); QEMU's IDE disk works the same.
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use ata::{Identity, MASTER_LBA, command, lba48_registers, parse_identity, register, status};
+use block::{Error, SECTOR_SIZE};
+use core::ops::Range;
+use runtime::capability::{self, AddressSpace, Destination, Endpoint, IoPorts, Irq, Memory, Notification, Slot, Slots};
+use runtime::ipc::Buffer;
+use service::process::{CSPACE_SLOTS, slot};
+use service::transfer::SharedPages;
+
+runtime::entry!(main, heap_kib = 256);
+
+/// The description's devices, in its order: the interrupt, the command
+/// block, then the control register.
+const IRQ: Irq = Irq(slot::FIRST_DEVICE);
+const COMMAND_BLOCK: IoPorts = IoPorts(Slot(slot::FIRST_DEVICE.0 + 1));
+const CONTROL: IoPorts = IoPorts(Slot(slot::FIRST_DEVICE.0 + 2));
+const BASE: u16 = 0x170;
+const CONTROL_PORT: u16 = 0x376;
+const WORDS: usize = SECTOR_SIZE / 2;
+
+/// The disk.
+struct Disk {
+    identity: Identity,
+    interrupts: Notification,
+}
+
+fn main() -> u64 {
+    match run() {
+        Ok(never) => match never {},
+        Err(message) => {
+            runtime::println!("ata: {message}");
+            1
+        }
+    }
+}
+
+fn run() -> Result<core::convert::Infallible, &'static str> {
+    let [first_free, _] = runtime::start_arguments();
+    let slots = Slots::new(first_free, CSPACE_SLOTS);
+    let buffer = Buffer::main_thread();
+    let memory = Memory(slot::MEMORY);
+    let mut disk = Disk::start(&slots, memory)?;
+    runtime::println!(
+        "ata: {} sectors ({} MiB) on the secondary channel",
+        disk.identity.sectors,
+        disk.identity.sectors / 2048
+    );
+    let endpoint = memory
+        .create_endpoint(slots.allocate().map_err(|_| "no slots")?)
+        .map_err(|_| "no memory")?;
+    let receive = slots.allocate().map_err(|_| "no slots")?;
+    let error = block::serve(
+        &mut disk,
+        Endpoint(endpoint.0),
+        buffer,
+        receive,
+        &slots,
+        AddressSpace(slot::ADDRESS_SPACE),
+    );
+    runtime::println!("ata: stopped serving: {error:?}");
+    Err("the endpoint failed")
+}
+
+fn read_register(offset: u16) -> Result<u8, Error> {
+    COMMAND_BLOCK
+        .read(BASE + offset, 1)
+        .map(|value| value as u8)
+        .map_err(|_| Error::Device)
+}
+
+fn write_register(offset: u16, value: u8) -> Result<(), Error> {
+    COMMAND_BLOCK
+        .write(BASE + offset, 1, u64::from(value))
+        .map_err(|_| Error::Device)
+}
+
+impl Disk {
+    /// Enables the channel's interrupt and identifies the master drive.
+    fn start(slots: &Slots, memory: Memory) -> Result<Self, &'static str> {
+        let interrupts = memory
+            .create_notification(slots.allocate().map_err(|_| "no slots")?)
+            .map_err(|_| "no memory")?;
+        let signal = Notification(slots.allocate().map_err(|_| "no slots")?);
+        capability::mint(interrupts, Destination::own(signal.0), abi::Rights::WRITE, 1)
+            .map_err(|_| "cannot badge the notification")?;
+        IRQ.bind(signal).map_err(|_| "no interrupt")?;
+        IRQ.acknowledge().map_err(|_| "no interrupt")?;
+        // nIEN clear: the drive interrupts.
+        CONTROL.write(CONTROL_PORT, 1, 0).map_err(|_| "no control port")?;
+        write_register(register::DEVICE, MASTER_LBA).map_err(|_| "no command ports")?;
+        let mut disk = Self {
+            identity: Identity { sectors: 0 },
+            interrupts,
+        };
+        if read_register(register::STATUS_COMMAND).map_err(|_| "no command ports")? == 0xff {
+            return Err("no drive on the secondary channel");
+        }
+        write_register(register::STATUS_COMMAND, command::IDENTIFY).map_err(|_| "no command ports")?;
+        let mut words = [0u16; 256];
+        disk.wait_for_data().map_err(|_| "no ATA disk answers IDENTIFY")?;
+        for word in &mut words {
+            *word = COMMAND_BLOCK
+                .read(BASE + register::DATA, 2)
+                .map_err(|_| "no data port")? as u16;
+        }
+        disk.identity = parse_identity(&words).ok_or("the disk has no 48-bit addressing")?;
+        Ok(disk)
+    }
+
+    /// Waits for the interrupt, then for the device to be ready: returns
+    /// its status, or an error if it reports one.
+    fn wait_for_data(&mut self) -> Result<u8, Error> {
+        loop {
+            self.interrupts.wait().map_err(|_| Error::Device)?;
+            // Reading the status lowers the interrupt before the line is unmasked.
+            let state = read_register(register::STATUS_COMMAND)?;
+            IRQ.acknowledge().map_err(|_| Error::Device)?;
+            if state & status::BUSY == 0 {
+                return match state & (status::ERROR | status::FAULT) {
+                    0 => Ok(state),
+                    _ => Err(Error::Device),
+                };
+            }
+        }
+    }
+
+    /// Polls until the device is no longer busy (before the first sector of
+    /// a write, which raises no interrupt).
+    fn wait_until_ready(&self) -> Result<u8, Error> {
+        loop {
+            let state = CONTROL.read(CONTROL_PORT, 1).map_err(|_| Error::Device)? as u8;
+            if state & status::BUSY == 0 {
+                return match state & (status::ERROR | status::FAULT) {
+                    0 => Ok(state),
+                    _ => Err(Error::Device),
+                };
+            }
+            runtime::syscall::yield_now();
+        }
+    }
+
+    fn issue(&self, operation: u8, sector: u64, count: u16) -> Result<(), Error> {
+        write_register(register::DEVICE, MASTER_LBA)?;
+        for (offset, value) in lba48_registers(sector, count) {
+            write_register(offset, value)?;
+        }
+        write_register(register::STATUS_COMMAND, operation)
+    }
+}
+
+impl block::Driver for Disk {
+    fn sectors(&self) -> u64 {
+        self.identity.sectors
+    }
+
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    fn read(&mut self, sector: u64, transfer: &SharedPages, bytes: Range<usize>) -> Result<(), Error> {
+        let count = bytes.len() / SECTOR_SIZE;
+        self.issue(command::READ_EXT, sector, count as u16)?;
+        let mut data = [0u8; SECTOR_SIZE];
+        for index in 0..count {
+            if self.wait_for_data()? & status::DATA_REQUEST == 0 {
+                return Err(Error::Device);
+            }
+            for word in 0..WORDS {
+                let value = COMMAND_BLOCK
+                    .read(BASE + register::DATA, 2)
+                    .map_err(|_| Error::Device)? as u16;
+                data[2 * word..2 * word + 2].copy_from_slice(&value.to_le_bytes());
+            }
+            transfer
+                .write(bytes.start + index * SECTOR_SIZE, &data)
+                .map_err(|_| Error::NoBuffer)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, sector: u64, transfer: &SharedPages, bytes: Range<usize>) -> Result<(), Error> {
+        let count = bytes.len() / SECTOR_SIZE;
+        self.issue(command::WRITE_EXT, sector, count as u16)?;
+        let mut data = [0u8; SECTOR_SIZE];
+        for index in 0..count {
+            let start = bytes.start + index * SECTOR_SIZE;
+            transfer
+                .read(start..start + SECTOR_SIZE, &mut data)
+                .map_err(|_| Error::NoBuffer)?;
+            // The first sector is asked for without an interrupt; each
+            // later one comes with the interrupt for the one before.
+            let state = if index == 0 {
+                self.wait_until_ready()?
+            } else {
+                self.wait_for_data()?
+            };
+            if state & status::DATA_REQUEST == 0 {
+                return Err(Error::Device);
+            }
+            for word in data.chunks_exact(2) {
+                let value = u16::from_le_bytes([word[0], word[1]]);
+                COMMAND_BLOCK
+                    .write(BASE + register::DATA, 2, u64::from(value))
+                    .map_err(|_| Error::Device)?;
+            }
+        }
+        // The interrupt after the last sector reports the command's end.
+        self.wait_for_data().map(drop)
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        write_register(register::DEVICE, MASTER_LBA)?;
+        write_register(register::STATUS_COMMAND, command::FLUSH_EXT)?;
+        self.wait_for_data().map(drop)
+    }
+}
