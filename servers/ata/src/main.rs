@@ -209,8 +209,8 @@ impl block::Driver for Disk {
             if state & status::DATA_REQUEST == 0 {
                 return Err(Error::Device);
             }
-            for word in data.chunks_exact(2) {
-                let value = u16::from_le_bytes([word[0], word[1]]);
+            for &word in data.as_chunks::<2>().0 {
+                let value = u16::from_le_bytes(word);
                 COMMAND_BLOCK
                     .write(BASE + register::DATA, 2, u64::from(value))
                     .map_err(|_| Error::Device)?;
