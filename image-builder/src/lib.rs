@@ -5,8 +5,10 @@
 //! 2. [`pack`] checks each program and packs them, the description and the
 //!    kernel's symbol table into the boot archive (`boot-archive` crate).
 //! 3. [`disk`] writes BIOS and UEFI images with the `bootloader` crate.
-//! 4. [`qemu`] starts an image in QEMU, with a data disk ([`data_disk`]).
+//! 4. [`qemu`] starts an image in QEMU, with a data disk ([`data_disk`]);
+//!    [`bochs`] starts it in Bochs.
 
+pub mod bochs;
 pub mod data_disk;
 pub mod disk;
 pub mod pack;

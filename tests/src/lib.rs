@@ -8,13 +8,15 @@
 //! test fails with the output so far.
 
 use abi::debug_exit::Outcome;
-use image_builder::data_disk;
 use image_builder::qemu::{self, DataDisk, Firmware};
 use image_builder::{BuildOptions, Images};
+use image_builder::{bochs, data_disk};
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -62,10 +64,19 @@ struct Output {
     changed: Condvar,
 }
 
-/// A running QEMU.
+/// Which emulator runs a machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Emulator {
+    Qemu,
+    Bochs,
+}
+
+/// A running QEMU or Bochs.
 pub struct Machine {
     child: Child,
-    input: Option<ChildStdin>,
+    emulator: Emulator,
+    /// The serial console's input: QEMU's standard input, or Bochs' socket.
+    input: Option<Box<dyn Write + Send>>,
     output: Arc<Output>,
 }
 
@@ -105,18 +116,66 @@ impl Machine {
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start QEMU: {error}"));
         let output = Arc::new(Output::default());
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let sink = Arc::clone(&output);
-        thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(count @ 1..) = stdout.read(&mut buffer) {
-                let text = String::from_utf8_lossy(&buffer[..count]);
-                sink.text.lock().unwrap().push_str(&text);
-                sink.changed.notify_all();
+        collect(child.stdout.take().expect("stdout is piped"), &output);
+        let input = child.stdin.take().map(|stdin| Box::new(stdin) as Box<dyn Write + Send>);
+        Self {
+            child,
+            emulator: Emulator::Qemu,
+            input,
+            output,
+        }
+    }
+
+    /// Starts Bochs (VT-x, IDE disks, no virtio) on the BIOS image built
+    /// with `options`, with `disk` on the secondary IDE channel.
+    ///
+    /// # Panics
+    /// If the image cannot be built or Bochs cannot start.
+    pub fn boot_bochs(options: &BuildOptions, disk: &Path) -> Self {
+        let images = images(options);
+        // A free port for the console: bind, note it, let it go.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free TCP port");
+        let directory = image_builder::workspace_root().join(format!("target/bochs/{port}"));
+        let mut command =
+            bochs::command(&images.bios, disk, port, &directory).unwrap_or_else(|error| panic!("{error}"));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start Bochs: {error}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let socket = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(socket) => break socket,
+                Err(error) if Instant::now() >= deadline => panic!("Bochs' console never opened: {error}"),
+                Err(_) => thread::sleep(Duration::from_millis(200)),
             }
-        });
-        let input = child.stdin.take();
-        Self { child, input, output }
+        };
+        let output = Arc::new(Output::default());
+        collect(socket.try_clone().expect("a second handle on the socket"), &output);
+        Self {
+            child,
+            emulator: Emulator::Bochs,
+            input: Some(Box::new(socket)),
+            output,
+        }
+    }
+
+    /// Stops the emulator. Bochs runs under `xvfb-run` and ignores
+    /// SIGTERM: its whole process group gets SIGKILL.
+    fn kill(&mut self) {
+        if self.emulator == Emulator::Bochs {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Everything printed so far.
@@ -137,7 +196,7 @@ impl Machine {
             if now >= deadline || exited {
                 let output = seen.clone();
                 drop(seen);
-                let _ = self.child.kill();
+                self.kill();
                 panic!("no {text:?} (QEMU exited: {exited}) within {timeout:?}; output:\n{output}");
             }
             // Wake now and then to notice QEMU exiting without output.
@@ -155,10 +214,19 @@ impl Machine {
             .input
             .as_mut()
             .expect("input is open until the machine is finished");
-        input
-            .write_all(text.as_bytes())
-            .and_then(|()| input.flush())
-            .expect("QEMU's input is closed");
+        // Bochs' UART takes what arrives while its buffer is full as lost:
+        // type at a human pace there.
+        let pause = match self.emulator {
+            Emulator::Qemu => Duration::ZERO,
+            Emulator::Bochs => Duration::from_millis(20),
+        };
+        for byte in text.bytes() {
+            input
+                .write_all(&[byte])
+                .and_then(|()| input.flush())
+                .expect("the console's input is closed");
+            thread::sleep(pause);
+        }
     }
 
     /// Waits for QEMU to exit and returns how the run ended.
@@ -168,18 +236,24 @@ impl Machine {
     pub fn wait_exit(mut self, timeout: Duration) -> Finished {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for QEMU") {
+            if let Some(status) = self.child.try_wait().expect("waiting for the emulator") {
                 // Let the reader drain the pipe before reporting.
                 thread::sleep(Duration::from_millis(50));
-                return Finished {
-                    outcome: qemu::outcome(status),
-                    output: self.output(),
+                let output = self.output();
+                let outcome = match self.emulator {
+                    Emulator::Qemu => qemu::outcome(status),
+                    // Bochs has no exit device: the kernel names the outcome.
+                    Emulator::Bochs => Outcome::from_transcript(&output),
                 };
+                return Finished { outcome, output };
             }
             if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("QEMU still running after {timeout:?}; output:\n{}", self.output());
+                self.kill();
+                panic!(
+                    "{:?} still running after {timeout:?}; output:\n{}",
+                    self.emulator,
+                    self.output()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -188,12 +262,24 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        // A test that failed half-way must not leave QEMU running.
+        // A test that failed half-way must not leave an emulator running.
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
     }
+}
+
+/// Copies what `source` prints into `output`, on a thread of its own.
+fn collect(mut source: impl Read + Send + 'static, output: &Arc<Output>) {
+    let sink = Arc::clone(output);
+    thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(count @ 1..) = source.read(&mut buffer) {
+            let text = String::from_utf8_lossy(&buffer[..count]);
+            sink.text.lock().unwrap().push_str(&text);
+            sink.changed.notify_all();
+        }
+    });
 }
 
 /// Asserts that a test program printed exactly `expected` lines starting

@@ -130,3 +130,24 @@ fn the_ata_driver_serves_the_same_filesystem_from_an_ide_disk() {
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
     assert_clean(&disk);
 }
+
+/// Bochs has no virtio: the ATA driver is how storage works there. A
+/// release build, because Bochs runs it many times slower than QEMU.
+#[test]
+fn under_bochs_the_ata_driver_serves_the_filesystem() {
+    let disk = fresh_disk("bochs", 16);
+    let options = BuildOptions {
+        release: true,
+        ..with_system("systems/ata.toml")
+    };
+    let mut machine = Machine::boot_bochs(&options, &disk);
+    let slow = Duration::from_secs(900);
+    machine.wait_for("fs: mounted ext2", slow);
+    machine.wait_for("shell: type 'help'", slow);
+    machine.type_text("write /bochs.txt written under bochs\nsync\ncat /bochs.txt\npoweroff\n");
+    let finished = machine.wait_exit(slow);
+    let output = &finished.output;
+    assert_contains(output, &["ata: ", "written under bochs\r\n", "init: powering off"]);
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+    assert_clean(&disk);
+}

@@ -161,12 +161,22 @@ fn test() -> Result<ExitCode, String> {
         qemu::check_tools(firmware).map_err(|error| error.to_string())?;
     }
     data_disk::check_tools().map_err(|error| error.to_string())?;
+    image_builder::bochs::check_tools().map_err(|error| error.to_string())?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
     // Host unit tests, the protocol libraries of the servers (their binaries
     // build only for the bare-metal target), then the QEMU tests.
     let steps: [&[&str]; 3] = [
         &["test"],
-        &["test", "--lib", "--package", "pci", "--package", "virtio-blk", "--package", "ata"],
+        &[
+            "test",
+            "--lib",
+            "--package",
+            "pci",
+            "--package",
+            "virtio-blk",
+            "--package",
+            "ata",
+        ],
         &["test", "--package", "tests"],
     ];
     for step in steps {

@@ -6,7 +6,7 @@ use crate::arch::{apic, port};
 use crate::object::frame::Frame;
 use crate::object::irq::LINES;
 use crate::object::{ObjectRef, Objects, original};
-use abi::{Error, ErrorKind, Rights};
+use abi::{Error, ErrorKind, KERNEL_PORTS, Rights};
 use kernel_core::scheduler::ThreadId;
 use x86_64::PhysAddr;
 use x86_64::structures::paging::PhysFrame;
@@ -78,10 +78,8 @@ pub fn interrupt(objects: &mut Objects, line: u8) {
     }
 }
 
-/// Ports the kernel keeps: the PIC pair, the PIT and speaker gate and the
-/// emulator exit device. (COM1 belongs to the serial driver; the kernel
-/// only writes its log there, polling.)
-const KERNEL_PORTS: [(u16, u16); 5] = [(0x20, 2), (0xa0, 2), (0x40, 4), (0x61, 1), (0xf4, 4)];
+// COM1 is not among `abi::KERNEL_PORTS`: it belongs to the serial driver;
+// the kernel only writes its log there, polling.
 
 /// PortsCreate.
 pub fn ports_create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {

@@ -157,6 +157,18 @@ syscalls! {
     DeviceFrameCreate = 66,
 }
 
+/// I/O ports the kernel keeps for itself, as (first, count): the PIC pair,
+/// the PIT and speaker gate, QEMU's exit device and Bochs' shutdown port.
+/// PortsCreate refuses them, and the system description may not list them.
+pub const KERNEL_PORTS: [(u16, u16); 6] = [
+    (0x20, 2),
+    (0xa0, 2),
+    (0x40, 4),
+    (0x61, 1),
+    (crate::debug_exit::PORT, 4),
+    (crate::debug_exit::BOCHS_SHUTDOWN_PORT, 1),
+];
+
 /// The longest one [`Syscall::Sleep`] may ask for: ten minutes at 100 Hz.
 pub const MAX_SLEEP_TICKS: u64 = 60_000;
 

@@ -2,6 +2,7 @@
 //! reported with the process and the field it is in.
 
 use crate::{MAX_PRIORITY, Process, SystemDescription, valid_name};
+use abi::KERNEL_PORTS;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -9,9 +10,6 @@ use core::fmt;
 
 /// Interrupt lines the kernel hands out.
 const INTERRUPT_LINES: u8 = 24;
-/// Ports the kernel keeps for itself: the PIC pair, the PIT and speaker
-/// gate, and the emulator exit device.
-const KERNEL_PORTS: [(u16, u16); 5] = [(0x20, 2), (0xa0, 2), (0x40, 4), (0x61, 1), (0xf4, 4)];
 /// What a process needs besides its program's bytes: stack, IPC buffer,
 /// page tables and kernel objects.
 const PROCESS_OVERHEAD_KIB: u64 = 128;

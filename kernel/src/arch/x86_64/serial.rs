@@ -15,6 +15,8 @@ const LINE_CONTROL: u16 = 3;
 const MODEM_CONTROL: u16 = 4;
 const LINE_STATUS: u16 = 5;
 const LINE_STATUS_TRANSMIT_EMPTY: u8 = 1 << 5;
+/// Holding and shift registers both empty: the last byte has left.
+const LINE_STATUS_IDLE: u8 = 1 << 6;
 
 fn port(offset: u16) -> Port<u8> {
     Port::new(COM1 + offset)
@@ -46,5 +48,14 @@ pub fn write_bytes(bytes: &[u8]) {
             }
             port(DATA).write(byte);
         }
+    }
+}
+
+/// Waits until the last byte written has left the UART (before the machine
+/// stops: an emulator that ends at once would drop it).
+pub fn drain() {
+    // SAFETY: reading COM1's line status has no effect on memory.
+    while unsafe { port(LINE_STATUS).read() } & LINE_STATUS_IDLE == 0 {
+        core::hint::spin_loop();
     }
 }
