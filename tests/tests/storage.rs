@@ -53,8 +53,9 @@ fn concurrent_clients_churn_hundreds_of_files_and_fill_the_disk_and_fsck_is_clea
     )
     .wait_exit(Duration::from_secs(900));
     let output = &finished.output;
-    // Two clients' workloads, the path errors, bad block requests and the full disk.
-    assert_checks_passed(output, 5);
+    // Two clients' workloads, the path errors, bad block requests, a refused
+    // restart and the full disk.
+    assert_checks_passed(output, 6);
     assert_contains(output, &["storage-tests: all checks passed", "init: powering off"]);
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
     assert_clean(&disk);
@@ -149,5 +150,33 @@ fn under_bochs_the_ata_driver_serves_the_filesystem() {
     let output = &finished.output;
     assert_contains(output, &["ata: ", "written under bochs\r\n", "init: powering off"]);
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+    assert_clean(&disk);
+}
+
+#[test]
+fn restarting_the_driver_and_fs_loses_nothing() {
+    let disk = fresh_disk("restart", 16);
+    let output = shell_session(
+        &disk,
+        "write /a.txt before\nsync\nrestart fs\ncat /a.txt\nrestart virtio-blk\nwrite /c.txt after both\n\
+         sync\nrestart fs\ncat /c.txt\nps\npoweroff\n",
+    );
+    assert_contains(
+        &output,
+        &[
+            "init: restarted 'fs' (generation 2)",
+            "init: restarted 'virtio-blk' (generation 2)",
+            "init: restarted 'fs' (generation 3)",
+            "> cat /a.txt\r\nbefore",
+            "> cat /c.txt\r\nafter both",
+        ],
+    );
+    assert!(
+        output
+            .lines()
+            .any(|row| row.starts_with("fs ") && row.contains("running") && row.contains("   3  ")),
+        "ps does not show fs in its third generation:\n{output}"
+    );
+    assert!(!output.contains("failed"), "an error reached the shell:\n{output}");
     assert_clean(&disk);
 }

@@ -63,6 +63,7 @@ impl Disk {
             sectors: 0,
             read_only: false,
         };
+        disk.call(&Request::Forget)?;
         disk.share()?;
         match disk.call(&Request::Info)? {
             Reply::Info { sectors, read_only } => {
@@ -100,6 +101,19 @@ impl Disk {
             .call_sending(&Request::Share { buffer, page }, Some(frame))?
             .map_err(DiskError::Block)
             .map(drop)
+    }
+
+    /// Runs `transfer` on the client's own buffer; if the driver no longer
+    /// has it (it was restarted), shares the buffer again and runs it once
+    /// more.
+    fn with_own_buffer(&self, transfer: impl Fn() -> Result<(), DiskError>) -> Result<(), DiskError> {
+        match transfer() {
+            Err(DiskError::Block(Error::NoBuffer)) => {
+                self.share()?;
+                transfer()
+            }
+            other => other,
+        }
     }
 
     /// Reads `count` sectors from `sector` straight into shared buffer
@@ -153,7 +167,8 @@ impl Disk {
     pub fn read(&self, sector: u64, into: &mut [u8]) -> Result<(), DiskError> {
         whole_sectors(into.len())?;
         for (chunk, sector) in into.chunks_mut(MAX_TRANSFER).zip(chunk_sectors(sector)) {
-            self.read_into(OWN_BUFFER, 0, sector, (chunk.len() / SECTOR_SIZE) as u32)?;
+            let count = (chunk.len() / SECTOR_SIZE) as u32;
+            self.with_own_buffer(|| self.read_into(OWN_BUFFER, 0, sector, count))?;
             self.transfer
                 .region()
                 .read(0, chunk)
@@ -173,7 +188,8 @@ impl Disk {
                 .region()
                 .write(0, chunk)
                 .map_err(|_| DiskError::Block(Error::Misaligned))?;
-            self.write_from(OWN_BUFFER, 0, sector, (chunk.len() / SECTOR_SIZE) as u32)?;
+            let count = (chunk.len() / SECTOR_SIZE) as u32;
+            self.with_own_buffer(|| self.write_from(OWN_BUFFER, 0, sector, count))?;
         }
         Ok(())
     }

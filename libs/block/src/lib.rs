@@ -78,6 +78,10 @@ pub enum Request {
     },
     /// Makes every completed write durable.
     Flush,
+    /// Drops every transfer buffer the caller shared: a restarted client
+    /// (which keeps its badge) starts clean, so no buffer index can still
+    /// name pages of another of its clients.
+    Forget,
 }
 
 /// Successful replies.

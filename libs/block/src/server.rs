@@ -102,6 +102,10 @@ pub fn serve(
                 driver.write(sector, transfer, bytes).map(|()| Reply::Done)
             }),
             Request::Flush => driver.flush().map(|()| Reply::Done),
+            Request::Forget => {
+                transfers.retain(|&(owner, _), _| owner != badge);
+                Ok(Reply::Done)
+            }
         };
         Ok::<_, ErrorCode>(Response::from(reply))
     })

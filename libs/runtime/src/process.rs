@@ -1,14 +1,15 @@
 //! Starting a program from an ELF image in a new address space.
 //!
-//! The image's pages are built in frames that are first mapped into the
-//! caller's own address space (a scratch window), filled and relocated
-//! there, then unmapped and mapped into the new address space with the
-//! access each segment asks for. No page is ever both writable and
-//! executable (W^X): an image that would need one is refused.
+//! Each page of the image is a frame mapped into the new address space
+//! with the access its segments ask for, and also, writable, into the
+//! caller's own address space (a scratch window), where the image is laid
+//! out and relocated before the window is unmapped. No page is ever both
+//! writable and executable in the new program (W^X): an image that would
+//! need one is refused. The frames' capabilities live in a CSpace of their
+//! own, made from the new program's pool.
 
 use crate::capability::{AddressSpace, CSpace, Endpoint, Frame, Memory, Slots, Thread};
 use abi::{Error, Rights};
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use elf::{Elf, ElfError};
 
@@ -97,16 +98,54 @@ impl Spawn<'_> {
             0
         };
         let pages = (high - low) / 4096;
-        let scratch = SCRATCH.fetch_add((pages + 1) * 4096, Ordering::Relaxed);
-        let mut frames = Vec::new();
-        for index in 0..pages {
-            let frame = self.memory.create_frame(self.slots.allocate()?)?;
-            self.own_address_space
-                .map(frame, scratch + index * 4096, Rights::READ | Rights::WRITE)?;
-            frames.push((frame, Rights::READ));
+        // Each page's access, from the segments that touch it.
+        let mut rights = alloc::vec![Rights::READ; pages as usize];
+        for segment in elf.segments() {
+            let first = (segment.vaddr - low) / 4096;
+            let last = (segment.vaddr - low + segment.mem_size.max(1) - 1) / 4096;
+            for page in rights.iter_mut().take(last as usize + 1).skip(first as usize) {
+                if segment.flags.writable {
+                    *page |= Rights::WRITE;
+                }
+                if segment.flags.executable {
+                    *page |= Rights::EXECUTE;
+                }
+            }
         }
-        // Lay the image out in the scratch window as it will sit in the new
-        // address space, page `low` at `scratch`.
+        if let Some(index) = rights
+            .iter()
+            .position(|page| page.contains(Rights::WRITE | Rights::EXECUTE))
+        {
+            return Err(SpawnError::WriteAndExecute {
+                address: low.wrapping_add(bias) + index as u64 * 4096,
+            });
+        }
+        // The new program's frames are kept in a CSpace of their own, paid
+        // from its pool: the caller spends two slots per program, not one
+        // per page, and the frames go when the pool is revoked.
+        // Slot 0 of every CSpace is the null slot.
+        let frame_slots = 1 + pages + STACK_PAGES + 1;
+        let frames = self.memory.create_cspace(self.slots.allocate()?, frame_slots)?;
+        let scratch_slot = self.slots.allocate()?;
+        let mut kept = 1;
+        let mut new_frame = |map: &mut dyn FnMut(Frame) -> Result<(), Error>| -> Result<(), SpawnError> {
+            let frame = self.memory.create_frame(scratch_slot)?;
+            map(frame)?;
+            crate::capability::move_to(frame, crate::capability::Destination::in_cspace(frames, kept))?;
+            kept += 1;
+            Ok(())
+        };
+        // Each page is mapped twice: into the new address space with its own
+        // access, and writable into this one's scratch window, where the
+        // image is laid out as it will sit there (page `low` at `scratch`).
+        let scratch = SCRATCH.fetch_add((pages + 1) * 4096, Ordering::Relaxed);
+        for (index, &access) in (0..pages).zip(&rights) {
+            new_frame(&mut |frame| {
+                address_space.map(frame, low.wrapping_add(bias) + index * 4096, access)?;
+                self.own_address_space
+                    .map(frame, scratch + index * 4096, Rights::READ | Rights::WRITE)
+            })?;
+        }
         for segment in elf.segments() {
             let offset = segment.vaddr - low;
             // SAFETY: the window `scratch..scratch + pages * 4096` was just
@@ -115,16 +154,6 @@ impl Spawn<'_> {
             unsafe {
                 core::ptr::copy_nonoverlapping(segment.data.as_ptr(), (scratch + offset) as *mut u8, segment.data.len())
             };
-            let first = offset / 4096;
-            let last = (offset + segment.mem_size.max(1) - 1) / 4096;
-            for (_, rights) in frames.iter_mut().take(last as usize + 1).skip(first as usize) {
-                if segment.flags.writable {
-                    *rights |= Rights::WRITE;
-                }
-                if segment.flags.executable {
-                    *rights |= Rights::EXECUTE;
-                }
-            }
         }
         elf.relocations(bias, |target, value| {
             // SAFETY: `Elf::parse` checked every relocation target lies inside
@@ -136,25 +165,15 @@ impl Spawn<'_> {
             elf::RelocationError::Elf(error) => SpawnError::Elf(error),
             elf::RelocationError::Apply(error) => SpawnError::Kernel(error),
         })?;
-        if let Some(index) = frames
-            .iter()
-            .position(|(_, rights)| rights.contains(Rights::WRITE | Rights::EXECUTE))
-        {
-            return Err(SpawnError::WriteAndExecute {
-                address: low.wrapping_add(bias) + index as u64 * 4096,
-            });
-        }
-        for (index, (frame, rights)) in frames.iter().enumerate() {
-            let index = index as u64;
+        for index in 0..pages {
             self.own_address_space.unmap(scratch + index * 4096)?;
-            address_space.map(*frame, low.wrapping_add(bias) + index * 4096, *rights)?;
         }
         for page in 0..STACK_PAGES {
-            let frame = self.memory.create_frame(self.slots.allocate()?)?;
-            address_space.map(frame, STACK_TOP - (page + 1) * 4096, Rights::READ | Rights::WRITE)?;
+            new_frame(&mut |frame| {
+                address_space.map(frame, STACK_TOP - (page + 1) * 4096, Rights::READ | Rights::WRITE)
+            })?;
         }
-        let buffer: Frame = self.memory.create_frame(self.slots.allocate()?)?;
-        address_space.map(buffer, IPC_BUFFER, Rights::READ | Rights::WRITE)?;
+        new_frame(&mut |frame| address_space.map(frame, IPC_BUFFER, Rights::READ | Rights::WRITE))?;
         thread.configure(cspace, address_space, IPC_BUFFER, self.fault_endpoint)?;
         thread.write_registers(elf.entry().wrapping_add(bias), STACK_TOP, arguments[0], arguments[1])?;
         Ok(Process {

@@ -73,7 +73,12 @@ impl<P: Protocol> Client<P> {
     /// [`CallError`].
     pub fn call_sending(&self, request: &P::Request, capability: Option<Slot>) -> Result<P::Reply, CallError> {
         match self.call_once(request, capability) {
-            Err(CallError::Kernel(error)) if error.kind == ErrorKind::PeerDied => {
+            // The server died: during the call, or before it, taking its
+            // endpoint (and this copy of it) with it.
+            Err(CallError::Kernel(error))
+                if error.kind == ErrorKind::PeerDied
+                    || (error.kind == ErrorKind::EmptySlot && error.argument == Some(0)) =>
+            {
                 if !P::idempotent(request) {
                     return Err(CallError::ServerDied);
                 }

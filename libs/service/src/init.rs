@@ -18,6 +18,15 @@ pub enum InitRequest {
     Memory,
     /// Stop the system (init exits; the kernel then powers off).
     PowerOff,
+    /// Ends process `name` (everything made from its memory pool goes with
+    /// it) and starts a fresh copy with the same authority and devices.
+    /// Only a process whose description says `control = true` may ask.
+    /// Errors: `Denied`, `NotFound` (no such process, or it could not be
+    /// started again).
+    Restart {
+        /// The process's name in the system description.
+        name: String,
+    },
 }
 
 /// What init answers.
@@ -25,6 +34,8 @@ pub enum InitRequest {
 pub enum InitReply {
     /// The process table.
     Processes(Vec<ProcessInfo>),
+    /// The process was restarted.
+    Restarted,
     /// Free memory.
     Memory {
         /// KiB not yet given to any pool.
@@ -45,6 +56,8 @@ pub struct ProcessInfo {
     pub priority: u8,
     /// Its memory quota in KiB.
     pub memory_kib: u32,
+    /// How many times it was started (1 until its first restart).
+    pub generation: u32,
 }
 
 /// A process's life.

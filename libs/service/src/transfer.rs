@@ -149,6 +149,13 @@ impl SharedPages {
         )
     }
 
+    /// Whether every page of `bytes` was shared.
+    pub fn covers(&self, bytes: Range<usize>) -> bool {
+        bytes.is_empty()
+            || (bytes.start / PAGE..=(bytes.end - 1) / PAGE)
+                .all(|page| u8::try_from(page).is_ok_and(|page| self.pages.contains_key(&page)))
+    }
+
     /// Copies `bytes` of the buffer into `into` (as long as the range).
     ///
     /// # Errors

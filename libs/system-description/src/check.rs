@@ -221,6 +221,7 @@ mod tests {
             provides: vec![],
             uses: vec![],
             restart: Restart::Never,
+            control: false,
         }
     }
 

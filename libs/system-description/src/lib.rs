@@ -20,6 +20,7 @@
 //! provides = ["serial"]          # services it registers with names
 //! uses = []                      # services it may look up and call
 //! restart = "always"             # never | on-failure | always
+//! control = false                # may ask init to restart processes
 //! ```
 
 #![no_std]
@@ -87,6 +88,9 @@ pub struct Process {
     /// What happens when it dies.
     #[serde(default)]
     pub restart: Restart,
+    /// It may ask init to restart processes (an operator's shell).
+    #[serde(default)]
+    pub control: bool,
 }
 
 /// A range of I/O ports.

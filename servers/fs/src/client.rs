@@ -3,7 +3,7 @@
 use crate::{Entry, Error, Fs, Handle, MAX_BUFFER_PAGES, Metadata, Reply, Request, Usage};
 use alloc::string::String;
 use alloc::vec::Vec;
-use runtime::capability::{AddressSpace, Memory, Slots};
+use runtime::capability::{AddressSpace, Memory, Slot, Slots};
 use runtime::ipc::Buffer;
 use service::transfer::{ShareError, TransferBuffer};
 use service::{CallError, Client};
@@ -39,6 +39,8 @@ impl From<CallError> for FilesError {
 pub struct Files {
     client: Client<Fs>,
     transfer: TransferBuffer,
+    /// An empty slot that shared capabilities pass through.
+    scratch: Slot,
 }
 
 impl Files {
@@ -56,10 +58,20 @@ impl Files {
         let client = Client::<Fs>::connect(slots.allocate().map_err(FilesError::Setup)?, buffer)?;
         let transfer =
             TransferBuffer::new(slots, memory, address_space, MAX_BUFFER_PAGES).map_err(FilesError::Setup)?;
-        let scratch = slots.allocate().map_err(FilesError::Setup)?;
-        transfer
-            .share(scratch, |page, frame| {
-                client
+        let files = Self {
+            client,
+            transfer,
+            scratch: slots.allocate().map_err(FilesError::Setup)?,
+        };
+        files.share()?;
+        Ok(files)
+    }
+
+    /// Hands every page of the transfer buffer to the server.
+    fn share(&self) -> Result<(), FilesError> {
+        self.transfer
+            .share(self.scratch, |page, frame| {
+                self.client
                     .call_sending(&Request::Share { page }, Some(frame))?
                     .map_err(FilesError::Fs)
                     .map(drop)
@@ -67,12 +79,19 @@ impl Files {
             .map_err(|error| match error {
                 ShareError::Send(error) => error,
                 ShareError::Copy(error) => FilesError::Setup(error),
-            })?;
-        Ok(Self { client, transfer })
+            })
     }
 
+    /// Calls the server; if it no longer has the transfer buffer (it was
+    /// restarted), shares it again and calls once more.
     fn call(&self, request: &Request) -> Result<Reply, FilesError> {
-        self.client.call(request)?.map_err(FilesError::Fs)
+        match self.client.call(request)? {
+            Err(Error::NoBuffer) => {
+                self.share()?;
+                self.client.call(request)?.map_err(FilesError::Fs)
+            }
+            reply => reply.map_err(FilesError::Fs),
+        }
     }
 
     fn done(&self, request: &Request) -> Result<(), FilesError> {

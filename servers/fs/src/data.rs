@@ -8,7 +8,7 @@
 //! and write, by way of one scratch buffer.
 
 use crate::{DiskDevice, fs_error};
-use block::{BufferIndex, MAX_BUFFERS, SECTOR_SIZE};
+use block::{BufferIndex, DiskError, MAX_BUFFERS, SECTOR_SIZE};
 use ext2::{Extent, FileSystem, InodeNumber};
 use fs::{Error, MAX_TRANSFER};
 use service::transfer::SharedPages;
@@ -46,6 +46,25 @@ impl DataPath<'_> {
         client.disk_buffer
     }
 
+    /// Runs `transfer` on the client's buffer at the driver; if the driver
+    /// no longer has it (it was restarted), passes the pages on again and
+    /// runs it once more.
+    fn at_driver(
+        &mut self,
+        client: &ClientData,
+        buffer: BufferIndex,
+        transfer: impl Fn(&block::Disk) -> Result<(), DiskError>,
+    ) -> Result<(), Error> {
+        let disk = &self.filesystem.device().0;
+        match transfer(disk) {
+            Err(DiskError::Block(block::Error::NoBuffer)) => {
+                disk.share_pages(buffer, &client.transfer).map_err(|_| Error::Io)?;
+                transfer(disk).map_err(|_| Error::Io)
+            }
+            other => other.map_err(|_| Error::Io),
+        }
+    }
+
     /// Whether a transfer of `length` bytes at file `offset` through buffer
     /// `at` can go direct: whole blocks on both sides, inside the buffer.
     fn direct(&self, offset: u64, length: usize, at: usize) -> bool {
@@ -66,6 +85,9 @@ impl DataPath<'_> {
         at: usize,
     ) -> Result<usize, Error> {
         let length = length.min(MAX_TRANSFER);
+        if !client.transfer.covers(at..at + length) {
+            return Err(Error::NoBuffer);
+        }
         if self.direct(offset, length, at)
             && let Some(buffer) = self.disk_buffer(client)
         {
@@ -86,11 +108,10 @@ impl DataPath<'_> {
                         count = count.max(offset as usize + length as usize);
                     }
                     Extent::Disk { offset, sector, length } => {
-                        self.filesystem
-                            .device()
-                            .0
-                            .read_into(buffer, (at as u64 + offset) as u32, sector, (length / 512) as u32)
-                            .map_err(|_| Error::Io)?;
+                        let into = (at as u64 + offset) as u32;
+                        self.at_driver(client, buffer, |disk| {
+                            disk.read_into(buffer, into, sector, (length / 512) as u32)
+                        })?;
                         count = count.max(offset as usize + length as usize);
                     }
                 }
@@ -116,7 +137,7 @@ impl DataPath<'_> {
         length: usize,
         at: usize,
     ) -> Result<usize, Error> {
-        if length > MAX_TRANSFER {
+        if length > MAX_TRANSFER || !client.transfer.covers(at..at + length) {
             return Err(Error::NoBuffer);
         }
         let block = self.filesystem.statfs().block_size as usize;
@@ -137,12 +158,10 @@ impl DataPath<'_> {
                     length,
                 } = extent
                 {
-                    let written = self.filesystem.device().0.write_from(
-                        buffer,
-                        (at as u64 + within) as u32,
-                        sector,
-                        (length / 512) as u32,
-                    );
+                    let from = (at as u64 + within) as u32;
+                    let written = self.at_driver(client, buffer, |disk| {
+                        disk.write_from(buffer, from, sector, (length / 512) as u32)
+                    });
                     if written.is_err() {
                         // The new blocks hold stale data until written: cut
                         // the file back rather than expose it.

@@ -277,10 +277,15 @@ impl service::Protocol for Fs {
     type Request = Request;
     type Reply = Result<Reply, Error>;
 
+    /// Besides the requests that change nothing twice, `Open` and `Close`
+    /// count: a retry happens only after the server died, and a dead
+    /// server's handles died with it.
     fn idempotent(request: &Request) -> bool {
         matches!(
             request,
             Request::Share { .. }
+                | Request::Open { .. }
+                | Request::Close { .. }
                 | Request::Read { .. }
                 | Request::Write { .. }
                 | Request::Truncate { .. }

@@ -62,8 +62,17 @@ impl<'a> Launcher<'a> {
     ///
     /// # Errors
     /// A message saying what failed.
-    /// Returns the slot of the process's memory pool (init keeps a copy).
-    pub fn start(&self, process: &Process, badge: u64, fault_badge: u64) -> Result<Slot, String> {
+    /// `claimed` holds the PCI resources of an earlier start of the same
+    /// process (a restart keeps its devices); `None` claims them from pci.
+    /// Returns the slot of the process's memory pool (init keeps the
+    /// original: revoking it ends the process) and its PCI resources.
+    pub fn start(
+        &self,
+        process: &Process,
+        badge: u64,
+        fault_badge: u64,
+        claimed: Option<&[Resource]>,
+    ) -> Result<(Slot, Vec<Resource>), String> {
         let failed = |what: &str, error: Error| alloc::format!("{what}: {error:?}");
         let image = self
             .archive
@@ -81,7 +90,10 @@ impl<'a> Launcher<'a> {
             fault_badge,
         )
         .map_err(|error| failed("fault endpoint", error))?;
-        let pci_resources = self.claim_pci_devices(process, badge)?;
+        let pci_resources = match claimed {
+            Some(resources) => resources.to_vec(),
+            None => self.claim_pci_devices(process, badge)?,
+        };
         let devices = (process.interrupts.len() + process.ports.len())
             + process
                 .device_memory
@@ -142,7 +154,7 @@ impl<'a> Launcher<'a> {
                 .map_err(|error| alloc::format!("telling names: {error:?}"))?;
         }
         started.start().map_err(|error| failed("start", error))?;
-        Ok(pool.0)
+        Ok((pool.0, pci_resources))
     }
 
     /// Tells names that the services `process` provides will not come, so

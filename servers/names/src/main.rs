@@ -129,13 +129,18 @@ fn handle(
             }
             match registered.get(&service) {
                 Some(&endpoint) => {
-                    capability::mint(
+                    let minted = capability::mint(
                         Endpoint(endpoint),
                         Destination::own(used.lookup),
                         Rights::WRITE | Rights::GRANT,
                         request.badge,
-                    )
-                    .map_err(|_| ErrorCode::Malformed)?;
+                    );
+                    if minted.is_err() {
+                        // The provider died and took its endpoint with it:
+                        // a restarted one will register again.
+                        registered.remove(&service);
+                        return Ok(NamesReply::NotYet.into());
+                    }
                     Ok(Response {
                         value: NamesReply::Found,
                         capability: Some(used.lookup),

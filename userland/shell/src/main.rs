@@ -30,6 +30,7 @@ const HELP: &str = "commands:
   uptime     time since boot
   meminfo    free memory, in all and in each process's quota
   lspci      the devices on the PCI bus
+  restart NAME  ends process NAME and starts a fresh copy
   poweroff   stops the system
 ";
 
@@ -137,7 +138,7 @@ fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots, fil
         "echo" => console.write(&format!("{rest}\n")),
         "ps" => match init.call(&InitRequest::Processes) {
             Ok(InitReply::Processes(processes)) => {
-                let mut table = String::from("NAME             STATE     PRIORITY  MEMORY\n");
+                let mut table = String::from("NAME             STATE     PRIORITY  GEN  MEMORY\n");
                 for process in processes {
                     let state = match process.state {
                         ProcessState::Running => "running",
@@ -150,8 +151,8 @@ fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots, fil
                         format!("{} KiB", process.memory_kib)
                     };
                     table.push_str(&format!(
-                        "{:<16} {:<9} {:>8}  {memory}\n",
-                        process.name, state, process.priority
+                        "{:<16} {:<9} {:>8} {:>4}  {memory}\n",
+                        process.name, state, process.priority, process.generation
                     ));
                 }
                 console.write(&table);
@@ -185,6 +186,22 @@ fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots, fil
             Err(error) => console.write(&format!("meminfo: {error:?}\n")),
         },
         "lspci" => lspci(console, slots),
+        "restart" => match init.call(&InitRequest::Restart {
+            name: String::from(rest.trim()),
+        }) {
+            Ok(InitReply::Restarted) => console.write(&format!("restarted {}\n", rest.trim())),
+            Ok(_) => console.write("restart: unexpected reply\n"),
+            Err(service::CallError::Server(service::ErrorCode::Denied)) => {
+                console.write("restart: this shell may not restart processes (control = false)\n");
+            }
+            Err(service::CallError::Server(service::ErrorCode::NotFound)) => {
+                console.write(&format!(
+                    "restart: no process '{}' (or it did not start again)\n",
+                    rest.trim()
+                ));
+            }
+            Err(error) => console.write(&format!("restart: {error:?}\n")),
+        },
         name if files::is_file_command(name) => files.run(name, rest, console, slots),
         "poweroff" => {
             console.write("powering off\n");

@@ -80,6 +80,7 @@ fn main() -> u64 {
     }
     failures += report(path_errors(&files, badge));
     failures += report(bad_block_requests(&slots, buffer));
+    failures += report(restart_refused(buffer));
     failures += report(full_disk(&files));
     if failures == 0 {
         println!("storage-tests: all checks passed");
@@ -272,6 +273,19 @@ fn bad_block_requests(slots: &Slots, buffer: Buffer) -> Check {
     Ok(String::from(
         "block requests: past the end, across the end, unaligned, too large and unshared buffer refused; the driver serves on",
     ))
+}
+
+/// Without `control` in its description, a process may not restart others.
+fn restart_refused(buffer: Buffer) -> Check {
+    let init = Client::<Init>::with_endpoint(slot::INIT, buffer);
+    match init.call(&InitRequest::Restart {
+        name: String::from("fs"),
+    }) {
+        Err(service::CallError::Server(service::ErrorCode::Denied)) => {
+            Ok(String::from("restart: refused to a process without control"))
+        }
+        other => Err(format!("restart: a process without control got {other:?}")),
+    }
 }
 
 /// Fills the disk: the write that does not fit fails with `NoSpace`, the
