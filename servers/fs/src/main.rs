@@ -178,6 +178,7 @@ impl Server {
             .as_mut()
             .map_err(|reason| Error::NotMounted(reason.clone()))?;
         let client = self.clients.entry(badge).or_default();
+        let writing = matches!(request, Request::Write { .. });
         match request {
             Request::Share { .. } => Err(Error::NoBuffer),
             Request::Open { path, create } => {
@@ -208,17 +209,8 @@ impl Server {
                 offset,
                 length,
                 buffer_offset,
-            } => {
-                let inode = *client.handles.get(&handle).ok_or(Error::BadHandle)?;
-                let mut path = DataPath {
-                    filesystem,
-                    scratch: &mut self.scratch,
-                    next_disk_buffer: &mut self.next_disk_buffer,
-                };
-                let count = path.read(&mut client.data, inode, offset, length as usize, buffer_offset as usize)?;
-                Ok(Reply::Count(count as u32))
             }
-            Request::Write {
+            | Request::Write {
                 handle,
                 offset,
                 length,
@@ -230,7 +222,11 @@ impl Server {
                     scratch: &mut self.scratch,
                     next_disk_buffer: &mut self.next_disk_buffer,
                 };
-                let count = path.write(&mut client.data, inode, offset, length as usize, buffer_offset as usize)?;
+                let (length, at) = (length as usize, buffer_offset as usize);
+                let count = match writing {
+                    true => path.write(&mut client.data, inode, offset, length, at)?,
+                    false => path.read(&mut client.data, inode, offset, length, at)?,
+                };
                 Ok(Reply::Count(count as u32))
             }
             Request::Truncate { handle, size } => {
