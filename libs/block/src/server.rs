@@ -6,7 +6,7 @@
 use crate::{Block, BufferIndex, Error, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_TRANSFER, Reply, Request, check_transfer};
 use alloc::collections::BTreeMap;
 use core::ops::Range;
-use runtime::capability::{self, AddressSpace, Destination, Endpoint, Slot, Slots};
+use runtime::capability::{AddressSpace, Endpoint, Slot, Slots};
 use runtime::ipc::Buffer;
 use service::transfer::SharedPages;
 use service::{ErrorCode, Response};
@@ -62,19 +62,18 @@ pub fn serve(
         let badge = request.badge;
         let sectors = driver.sectors();
         let reply = match request.body {
-            Request::Share { buffer, page }
-                if request.capabilities == 1 && buffer < MAX_BUFFERS && page < MAX_BUFFER_PAGES =>
-            {
-                transfers
-                    .entry((badge, buffer))
-                    .or_default()
-                    .accept(page, receive, slots, address_space)
+            Request::Share { buffer, page } => {
+                // A buffer index past the last takes no pages: the share is
+                // refused and what came with it dropped.
+                let mut refused = SharedPages::default();
+                let (transfer, pages) = match buffer < MAX_BUFFERS {
+                    true => (transfers.entry((badge, buffer)).or_default(), MAX_BUFFER_PAGES),
+                    false => (&mut refused, 0),
+                };
+                transfer
+                    .accept((page, pages), request.capabilities, receive, slots, address_space)
                     .map(|()| Reply::Done)
                     .map_err(|_| Error::NoBuffer)
-            }
-            Request::Share { .. } => {
-                let _ = capability::delete(Destination::own(receive));
-                Err(Error::NoBuffer)
             }
             Request::Info => Ok(Reply::Info {
                 sectors,

@@ -105,20 +105,34 @@ pub struct SharedPages {
 }
 
 impl SharedPages {
-    /// Maps the frame that arrived in `received` as page `page`, keeping the
-    /// capability in a fresh slot (replacing an earlier page `page`).
+    /// Takes what a "share page `page`" request brought (`arrived`
+    /// capabilities, in `received`): maps the frame as page `page`, keeping
+    /// the capability in a fresh slot (replacing an earlier page `page`).
+    /// Whatever happens, `received` is empty afterwards, so nothing a
+    /// client sends can block the server's next receive.
     ///
     /// # Errors
-    /// [`NotShared`] if nothing usable arrived (not a frame, no slots).
+    /// [`NotShared`] unless exactly one frame came for a page below `pages`
+    /// and it could be kept and mapped.
     pub fn accept(
         &mut self,
-        page: u8,
+        (page, pages): (u8, u8),
+        arrived: u8,
         received: Slot,
         slots: &Slots,
         address_space: AddressSpace,
     ) -> Result<(), NotShared> {
-        let kept = slots.allocate().map_err(|_| NotShared)?;
-        capability::move_to(received, Destination::own(kept)).map_err(|_| NotShared)?;
+        let kept = match slots.allocate() {
+            Ok(kept) if arrived == 1 && page < pages => kept,
+            _ => {
+                let _ = capability::delete(Destination::own(received));
+                return Err(NotShared);
+            }
+        };
+        if capability::move_to(received, Destination::own(kept)).is_err() {
+            let _ = capability::delete(Destination::own(received));
+            return Err(NotShared);
+        }
         match Region::map(
             address_space,
             core::iter::once(Frame(kept)),

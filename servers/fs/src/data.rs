@@ -110,7 +110,7 @@ impl DataPath<'_> {
                     Extent::Disk { offset, sector, length } => {
                         let into = (at as u64 + offset) as u32;
                         self.at_driver(client, buffer, |disk| {
-                            disk.read_into(buffer, into, sector, (length / 512) as u32)
+                            disk.read_into(buffer, into, sector, (length / SECTOR_SIZE as u64) as u32)
                         })?;
                         count = count.max(offset as usize + length as usize);
                     }
@@ -160,7 +160,7 @@ impl DataPath<'_> {
                 {
                     let from = (at as u64 + within) as u32;
                     let written = self.at_driver(client, buffer, |disk| {
-                        disk.write_from(buffer, from, sector, (length / 512) as u32)
+                        disk.write_from(buffer, from, sector, (length / SECTOR_SIZE as u64) as u32)
                     });
                     if written.is_err() {
                         // The new blocks hold stale data until written: cut

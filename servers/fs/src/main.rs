@@ -162,14 +162,16 @@ impl Server {
     fn handle(&mut self, badge: u64, request: Request, capabilities: u8) -> Result<Reply, Error> {
         if let Request::Share { page } = request {
             let client = self.clients.entry(badge).or_default();
-            if capabilities != 1 || page >= MAX_BUFFER_PAGES {
-                let _ = runtime::capability::delete(runtime::capability::Destination::own(self.receive));
-                return Err(Error::NoBuffer);
-            }
             return client
                 .data
                 .transfer
-                .accept(page, self.receive, &self.slots, OWN_SPACE)
+                .accept(
+                    (page, MAX_BUFFER_PAGES),
+                    capabilities,
+                    self.receive,
+                    &self.slots,
+                    OWN_SPACE,
+                )
                 .map(|()| Reply::Done)
                 .map_err(|_| Error::NoBuffer);
         }
