@@ -9,6 +9,7 @@
 //! ```
 
 mod bench;
+mod faults;
 mod graph;
 
 use abi::debug_exit::Outcome;
@@ -32,6 +33,11 @@ commands:
             --release  optimised build
   test    run the host unit tests and the QEMU integration tests
   bench   print ipcbench's table and boot timings (release images)
+  faults  a fault campaign (release image): injects faults into the drivers
+          under a file workload, then checks every file and the disk
+            --count N  faults to inject (default 1000)
+            --seed S   the seed that picks targets and faults (default 1)
+          prints the report; its JSON goes to target/faults.json
   graph   draw the system description (default system.toml) as SVG";
 
 fn main() -> ExitCode {
@@ -57,6 +63,15 @@ fn main() -> ExitCode {
         "image" => &["--release"],
         _ => &[],
     };
+    if command == "faults" {
+        return match faults_options(options).and_then(|(count, seed)| faults::run(count, seed)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if command == "graph" {
         return match graph::run(options.first().map_or("system.toml", String::as_str)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -190,4 +205,22 @@ fn test() -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--count N --seed S`, with their defaults.
+fn faults_options(options: &[String]) -> Result<(u32, u64), String> {
+    let (mut count, mut seed) = (1000, 1);
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("{option} needs a value\n\n{USAGE}"))?;
+        let bad = || format!("{option} takes a number, not '{value}'");
+        match option.as_str() {
+            "--count" => count = value.parse().map_err(|_| bad())?,
+            "--seed" => seed = value.parse().map_err(|_| bad())?,
+            _ => return Err(format!("'faults' takes no option '{option}'\n\n{USAGE}")),
+        }
+    }
+    Ok((count, seed))
 }

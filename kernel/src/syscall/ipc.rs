@@ -376,9 +376,15 @@ fn move_capabilities(objects: &mut Objects, transfer: &Transfer, message: &Messa
     moved
 }
 
-/// The fault handler replied: resume the thread if it said so.
+/// The fault handler replied: resume the thread if it said so (never one
+/// that exited).
 fn finish_fault(objects: &mut Objects, thread: ThreadId, label: u32) {
-    if label != FAULT_RESUME {
+    let exited = objects
+        .threads
+        .get(thread.0)
+        .and_then(|record| record.fault)
+        .is_some_and(|fault| fault.vector == abi::fault::EXITED);
+    if label != FAULT_RESUME || exited {
         if let Some(record) = objects.threads.get(thread.0) {
             log::info!(
                 "thread '{}' stays stopped: its fault handler did not resume it",

@@ -148,9 +148,19 @@ pub fn set_priority(objects: &mut Objects, caller: ThreadId, arguments: Argument
     Ok(Completion::Done)
 }
 
-/// Exit: the thread stops for good; if it is init, the system stops.
+/// Exit: the thread stops for good; if it is init, the system stops. Its
+/// fault handler, if it has one, hears of it (vector `EXITED`).
 pub fn exit(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
     let status = arguments.get(0);
-    crate::sched::end_thread(objects, caller, crate::sched::ThreadEnd::Exited(status));
+    if let Some(record) = objects.threads.get_mut(caller.0) {
+        record.fault = Some(crate::object::thread::Fault {
+            vector: abi::fault::EXITED,
+            error_code: status,
+            address: 0,
+        });
+    }
+    if !crate::syscall::ipc::send_fault(objects, caller) {
+        crate::sched::end_thread(objects, caller, crate::sched::ThreadEnd::Exited(status));
+    }
     Ok(Completion::Handled)
 }

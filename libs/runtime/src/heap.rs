@@ -2,6 +2,7 @@
 //! the program ([`entry!`](crate::entry), `heap_kib`).
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use linked_list_allocator::LockedHeap;
 
 #[cfg_attr(target_os = "none", global_allocator)]
@@ -30,11 +31,21 @@ impl<const BYTES: usize> HeapArea<BYTES> {
     }
 }
 
+/// Where the heap lies: its start address and length in bytes (0, 0 until
+/// the program runs). For fault injection, which flips bits in it.
+pub fn region() -> (usize, usize) {
+    (AREA.0.load(Ordering::Relaxed), AREA.1.load(Ordering::Relaxed))
+}
+
+static AREA: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
+
 /// Hands `(start, length)` to the allocator.
 ///
 /// # Safety
 /// Called once, before any allocation, with an area nothing else uses.
 pub(crate) unsafe fn init((start, length): (*mut u8, usize)) {
+    AREA.0.store(start as usize, Ordering::Relaxed);
+    AREA.1.store(length, Ordering::Relaxed);
     // SAFETY: the caller hands over an unused area, once.
     unsafe { HEAP.lock().init(start, length) };
 }

@@ -23,7 +23,7 @@
 extern crate alloc;
 
 pub mod capability;
-mod heap;
+pub mod heap;
 pub mod ipc;
 pub mod memory;
 mod objects;

@@ -93,6 +93,27 @@ pub fn uptime_seconds() -> u64 {
     }
 }
 
+/// The time-stamp counter (`rdtsc`): cycles, for timing finer than the
+/// timer tick.
+pub fn cycles() -> u64 {
+    // SAFETY: rdtsc reads the time-stamp counter; it has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Milliseconds since boot, by the kernel's timer (to its tick).
+pub fn uptime_ms() -> u64 {
+    match call(Syscall::Clock, &[]) {
+        Ok([ticks, per_second, ..]) if per_second > 0 => ticks.saturating_mul(1000) / per_second,
+        _ => 0,
+    }
+}
+
+/// Sleeps for about `ms` milliseconds (at least one tick).
+pub fn sleep_ms(ms: u64) {
+    let per_second = call(Syscall::Clock, &[]).map_or(100, |[_, per_second, ..]| per_second.max(1));
+    sleep_ticks((ms.saturating_mul(per_second)).div_ceil(1000));
+}
+
 /// Sleeps for `ticks` timer ticks (at most [`abi::MAX_SLEEP_TICKS`]);
 /// threads of every priority run meanwhile.
 pub fn sleep_ticks(ticks: u64) {

@@ -20,11 +20,14 @@ pub enum CallError {
     ServerDied,
     /// The request does not fit in a message.
     TooLong,
-    /// The reply did not decode.
+    /// The reply did not decode or failed its check (also after retries).
     MalformedReply,
     /// names has no such service (or this process may not use it).
     NotFound,
 }
+
+/// How many times [`Client::call`] tries an idempotent request.
+pub const ATTEMPTS: u32 = 8;
 
 /// A connection to the server of protocol `P`.
 pub struct Client<P: Protocol> {
@@ -58,8 +61,9 @@ impl<P: Protocol> Client<P> {
     }
 
     /// Sends `request` and returns the server's reply. If the server died
-    /// and the request is idempotent, looks the service up again (the
-    /// restarted server registers anew) and repeats it once.
+    /// or garbled its reply and the request is idempotent, repeats it (after
+    /// looking the service up again if its endpoint is gone), up to
+    /// [`ATTEMPTS`] times in all.
     ///
     /// # Errors
     /// [`CallError`].
@@ -72,21 +76,29 @@ impl<P: Protocol> Client<P> {
     /// # Errors
     /// [`CallError`].
     pub fn call_sending(&self, request: &P::Request, capability: Option<Slot>) -> Result<P::Reply, CallError> {
-        match self.call_once(request, capability) {
-            // The server died: during the call, or before it, taking its
-            // endpoint (and this copy of it) with it.
-            Err(CallError::Kernel(error))
-                if error.kind == ErrorKind::PeerDied
-                    || (error.kind == ErrorKind::EmptySlot && error.argument == Some(0)) =>
-            {
-                if !P::idempotent(request) {
-                    return Err(CallError::ServerDied);
+        let mut attempt = 1;
+        loop {
+            let outcome = self.call_once(request, capability);
+            let died = match outcome {
+                // The server died: during the call, or before it, taking its
+                // endpoint (and this copy of it) with it.
+                Err(CallError::Kernel(error)) => {
+                    error.kind == ErrorKind::PeerDied || (error.kind == ErrorKind::EmptySlot && error.argument == Some(0))
                 }
+                Err(CallError::MalformedReply) => false,
+                _ => return outcome,
+            };
+            if !P::idempotent(request) {
+                return Err(if died { CallError::ServerDied } else { CallError::MalformedReply });
+            }
+            if attempt == ATTEMPTS {
+                return outcome;
+            }
+            attempt += 1;
+            if died {
                 let _ = capability::delete(Destination::own(self.slot));
                 names::look_up(P::SERVICE, self.slot, self.buffer)?;
-                self.call_once(request, capability)
             }
-            other => other,
         }
     }
 
@@ -98,7 +110,7 @@ impl<P: Protocol> Client<P> {
         }
         let reply = Endpoint(self.slot).call(&message).map_err(CallError::Kernel)?;
         if reply.label & ERROR_LABEL != 0 {
-            return Err(CallError::Server(ErrorCode::from_word(reply.words[0])));
+            return Err(wire::error_code(&reply).map_or(CallError::MalformedReply, CallError::Server));
         }
         wire::decode(&reply, self.buffer).ok_or(CallError::MalformedReply)
     }

@@ -7,16 +7,22 @@
 //! [`Client`] calls a server and, if the server died, looks it up again
 //! and retries — but only requests the protocol marks idempotent.
 //!
+//! Every server built on [`serve`] also answers its supervisor's
+//! heartbeats and fault injections ([`control`]).
+//!
 //! On the wire a message's label is the length in bytes of the postcard
 //! encoding, and its words carry the bytes (the first 64 in registers, the
 //! rest through the IPC buffer). A label with [`ERROR_LABEL`] set is an
-//! error reply whose word 0 is an [`ErrorCode`].
+//! error reply whose word 0 is an [`ErrorCode`]. The label's middle bits
+//! check the bytes (or the code), so that a garbled message is refused as
+//! malformed instead of being read as something it is not.
 
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 mod client;
+pub mod control;
 pub mod init;
 pub mod names;
 pub mod process;

@@ -9,6 +9,26 @@ use serde::de::DeserializeOwned;
 pub const MAX_BYTES: usize = MAX_WORDS * 8;
 /// Set in the label of an error reply.
 pub const ERROR_LABEL: u32 = 1 << 31;
+/// The label's low bits: the length of the encoding in bytes.
+const LENGTH_BITS: u32 = 12;
+/// The label's bits between the length and [`ERROR_LABEL`]: a check of the
+/// bytes (of the code word, in an error reply), so that a message of random
+/// words is refused rather than decoded.
+const CHECK_MASK: u32 = (1 << (31 - LENGTH_BITS)) - 1;
+const _: () = assert!(MAX_BYTES < 1 << LENGTH_BITS);
+
+/// The check of `bytes`: FNV-1a folded into [`CHECK_MASK`].
+fn check(bytes: &[u8]) -> u32 {
+    let hash = bytes.iter().fold(0x811c_9dc5u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    (hash ^ (hash >> 19)) & CHECK_MASK
+}
+
+/// The label for a message of `bytes`.
+fn label(bytes: &[u8]) -> u32 {
+    bytes.len() as u32 | (check(bytes) << LENGTH_BITS)
+}
 
 /// Why a server could not answer a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +62,7 @@ pub fn encode<T: Serialize>(value: &T, buffer: Buffer) -> Option<Message> {
     let mut bytes = [0u8; MAX_BYTES];
     let used = postcard::to_slice(value, &mut bytes).ok()?.len();
     let words = used.div_ceil(8);
-    let mut message = Message::new(used as u32, &[]);
+    let mut message = Message::new(label(bytes.get(..used)?), &[]);
     message.length = words as u8;
     for (index, chunk) in bytes.as_chunks::<8>().0.iter().take(words).enumerate() {
         let word = u64::from_le_bytes(*chunk);
@@ -56,8 +76,8 @@ pub fn encode<T: Serialize>(value: &T, buffer: Buffer) -> Option<Message> {
 
 /// Decodes a message's bytes; `None` if they are not a `T`.
 pub fn decode<T: DeserializeOwned>(message: &Message, buffer: Buffer) -> Option<T> {
-    let length = message.label as usize;
-    if length > MAX_BYTES || length.div_ceil(8) > usize::from(message.length) {
+    let length = (message.label & ((1 << LENGTH_BITS) - 1)) as usize;
+    if message.label & ERROR_LABEL != 0 || length > MAX_BYTES || length.div_ceil(8) > usize::from(message.length) {
         return None;
     }
     let mut bytes = [0u8; MAX_BYTES];
@@ -71,12 +91,25 @@ pub fn decode<T: DeserializeOwned>(message: &Message, buffer: Buffer) -> Option<
         let word = message.words.get(index).copied().unwrap_or_else(|| buffer.word(index));
         chunk.copy_from_slice(&word.to_le_bytes());
     }
-    postcard::from_bytes(bytes.get(..length)?).ok()
+    let bytes = bytes.get(..length)?;
+    if message.label != label(bytes) {
+        return None;
+    }
+    postcard::from_bytes(bytes).ok()
 }
 
 /// An error reply.
 pub fn error(code: ErrorCode) -> Message {
-    Message::new(ERROR_LABEL, &[code as u64])
+    let word = code as u64;
+    Message::new(ERROR_LABEL | (check(&word.to_le_bytes()) << LENGTH_BITS), &[word])
+}
+
+/// The code of an error reply; `None` if the message is not one, or its
+/// check fails.
+pub fn error_code(message: &Message) -> Option<ErrorCode> {
+    let word = message.words[0];
+    let expected = ERROR_LABEL | (check(&word.to_le_bytes()) << LENGTH_BITS);
+    (message.label == expected && message.length == 1).then(|| ErrorCode::from_word(word))
 }
 
 #[cfg(test)]
@@ -161,10 +194,44 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_byte_or_length_fails_the_check() {
+        let (_page, buffer) = buffer();
+        let good = encode(&Sample::Short(7), buffer).unwrap();
+        let mut changed = good;
+        changed.words[0] ^= 1 << 8;
+        assert_eq!(decode::<Sample>(&changed, buffer), None);
+        let mut longer = good;
+        longer.label += 1;
+        longer.words[0] = good.words[0];
+        assert_eq!(decode::<Sample>(&longer, buffer), None);
+    }
+
+    #[test]
+    fn random_words_almost_never_pass_as_a_message_or_an_error() {
+        let (_page, buffer) = buffer();
+        let mut seed = 0x0bad_cafe_f00d_1234u64;
+        let mut passed = 0;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut message = Message::new(seed as u32, &[seed.rotate_left(7), seed.rotate_left(21)]);
+            message.length = 2;
+            if decode::<Result<u8, u8>>(&message, buffer).is_some() || error_code(&message).is_some() {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 0, "random words decoded");
+    }
+
+    #[test]
     fn error_replies_carry_their_code() {
         let reply = error(ErrorCode::Denied);
         assert_ne!(reply.label & ERROR_LABEL, 0);
-        assert_eq!(ErrorCode::from_word(reply.words[0]), ErrorCode::Denied);
+        assert_eq!(error_code(&reply), Some(ErrorCode::Denied));
+        let mut changed = reply;
+        changed.words[0] = ErrorCode::NotFound as u64;
+        assert_eq!(error_code(&changed), None);
         assert_eq!(ErrorCode::from_word(99), ErrorCode::Malformed);
     }
 }

@@ -1,7 +1,7 @@
 //! Checking a description before it is packed: every mistake found is
 //! reported with the process and the field it is in.
 
-use crate::{MAX_PRIORITY, Process, SystemDescription, valid_name};
+use crate::{HEARTBEAT_MS, MAX_PRIORITY, OnFailure, Process, SUPERVISOR, SystemDescription, valid_name};
 use abi::KERNEL_PORTS;
 use alloc::format;
 use alloc::string::String;
@@ -185,6 +185,50 @@ impl SystemDescription {
                     report(here, "uses", format!("no process provides '{service}'"));
                 }
             }
+            let supervisor = self.supervisor();
+            let is_supervisor = supervisor.is_some_and(|supervisor| supervisor.name == process.name);
+            let watched_by_init = is_supervisor || process.provides.iter().any(|service| service == "names");
+            if let Some(deadline) = process.heartbeat_ms {
+                if !HEARTBEAT_MS.contains(&deadline) {
+                    report(
+                        here,
+                        "heartbeat_ms",
+                        format!(
+                            "{deadline} ms is outside {}..={} ms",
+                            HEARTBEAT_MS.start(),
+                            HEARTBEAT_MS.end()
+                        ),
+                    );
+                }
+                if process.provides.is_empty() {
+                    report(
+                        here,
+                        "heartbeat_ms",
+                        String::from("needs a service endpoint to answer on: the process provides nothing"),
+                    );
+                }
+            }
+            let supervised = process.heartbeat_ms.is_some() || process.on_failure != OnFailure::Hold;
+            if supervised && watched_by_init {
+                report(
+                    here,
+                    "on_failure",
+                    String::from("names and the supervisor are watched by init, which restarts the supervisor and holds names"),
+                );
+            } else if supervised && supervisor.is_none() {
+                report(
+                    here,
+                    "on_failure",
+                    format!("needs a process providing '{SUPERVISOR}' to carry it out"),
+                );
+            }
+            if is_supervisor && !process.control {
+                report(
+                    here,
+                    "control",
+                    String::from("the supervisor needs control = true to stop and start processes"),
+                );
+            }
         }
         if total_kib > u64::from(self.memory_budget_kib) {
             report(
@@ -204,7 +248,7 @@ impl SystemDescription {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::{PciDevice, PortRange, Restart};
+    use crate::{OnFailure, PciDevice, PortRange};
     use alloc::string::ToString;
     use alloc::vec;
 
@@ -220,7 +264,8 @@ mod tests {
             pci_devices: vec![],
             provides: vec![],
             uses: vec![],
-            restart: Restart::Never,
+            on_failure: OnFailure::Hold,
+            heartbeat_ms: None,
             control: false,
         }
     }
@@ -388,7 +433,7 @@ mod tests {
     fn descriptions_survive_packing_and_garbage_is_refused() {
         let mut serial = process("serial");
         serial.ports = vec![PortRange { first: 0x3f8, count: 8 }];
-        serial.restart = Restart::Always;
+        serial.on_failure = OnFailure::Restart;
         let original = description(vec![serial, process("shell")]);
         let bytes = original.to_bytes().unwrap();
         assert_eq!(SystemDescription::from_bytes(&bytes).unwrap(), original);
@@ -396,5 +441,29 @@ mod tests {
             let _ = SystemDescription::from_bytes(&bytes[..length]);
         }
         assert!(SystemDescription::from_bytes(&[0xff; 16]).is_err());
+    }
+
+    #[test]
+    fn supervision_needs_a_supervisor_an_endpoint_and_a_sane_deadline() {
+        let mut driver = process("driver");
+        driver.on_failure = OnFailure::Restart;
+        assert!(problem(vec![driver.clone()]).contains("needs a process providing 'supervisor'"));
+        let mut supervisor = process("supervisor");
+        supervisor.provides = vec!["supervisor".to_string()];
+        assert!(problem(vec![supervisor.clone(), driver.clone()]).contains("needs control = true"));
+        supervisor.control = true;
+        assert!(description(vec![supervisor.clone(), driver.clone()]).check(sizes).is_ok());
+        driver.heartbeat_ms = Some(10);
+        let found: Vec<String> = description(vec![supervisor.clone(), driver.clone()])
+            .check(sizes)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("outside 50..=60000"), "{found:?}");
+        assert!(found[1].contains("provides nothing"), "{found:?}");
+        supervisor.on_failure = OnFailure::Restart;
+        assert!(problem(vec![supervisor]).contains("watched by init"));
     }
 }

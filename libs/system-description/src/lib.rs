@@ -19,8 +19,9 @@
 //! pci_devices = []               # PCI devices it drives, e.g. [{ vendor = 0x1af4, device = 0x1001 }]
 //! provides = ["serial"]          # services it registers with names
 //! uses = []                      # services it may look up and call
-//! restart = "always"             # never | on-failure | always
-//! control = false                # may ask init to restart processes
+//! on_failure = "restart"         # hold | restart | reboot (the supervisor's policy)
+//! heartbeat_ms = 300             # the supervisor kills it if a heartbeat waits longer
+//! control = false                # may ask init to stop and start processes
 //! ```
 
 #![no_std]
@@ -85,10 +86,16 @@ pub struct Process {
     /// Services it may look up.
     #[serde(default)]
     pub uses: Vec<String>,
-    /// What happens when it dies.
+    /// What the supervisor does when it faults, exits, hangs or is killed.
     #[serde(default)]
-    pub restart: Restart,
-    /// It may ask init to restart processes (an operator's shell).
+    pub on_failure: OnFailure,
+    /// If set, the supervisor sends it a heartbeat and kills it if the
+    /// answer takes longer than this many milliseconds (a hang). Needs a
+    /// service endpoint (`provides`).
+    #[serde(default)]
+    pub heartbeat_ms: Option<u32>,
+    /// It may ask init to stop, start and inspect processes and to reboot
+    /// (the supervisor).
     #[serde(default)]
     pub control: bool,
 }
@@ -123,18 +130,25 @@ pub struct PciDevice {
     pub device: u16,
 }
 
-/// What happens when a process dies.
+/// What the supervisor does when a process fails (faults, exits, misses
+/// its heartbeat or is killed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Restart {
-    /// It stays dead.
+pub enum OnFailure {
+    /// It stays stopped, and its services are reported unavailable.
     #[default]
-    Never,
-    /// It is started again if it faulted or exited with a failure.
-    OnFailure,
-    /// It is started again whenever it ends.
-    Always,
+    Hold,
+    /// A fresh copy is started, within the restart budget.
+    Restart,
+    /// The whole system restarts.
+    Reboot,
 }
+
+/// The service the supervisor provides; the process providing it hears
+/// the faults of every other process but names.
+pub const SUPERVISOR: &str = "supervisor";
+/// Heartbeat deadlines the description may ask for, in milliseconds.
+pub const HEARTBEAT_MS: core::ops::RangeInclusive<u32> = 50..=60_000;
 
 impl SystemDescription {
     /// Reads a description packed by [`SystemDescription::to_bytes`].
@@ -156,6 +170,11 @@ impl SystemDescription {
     /// The process named `name`.
     pub fn process(&self, name: &str) -> Option<&Process> {
         self.processes.iter().find(|process| process.name == name)
+    }
+
+    /// The supervisor: the process that provides [`SUPERVISOR`].
+    pub fn supervisor(&self) -> Option<&Process> {
+        self.provider(SUPERVISOR)
     }
 
     /// The process that provides `service`.

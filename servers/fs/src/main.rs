@@ -36,6 +36,8 @@ const OWN_SPACE: AddressSpace = AddressSpace(slot::ADDRESS_SPACE);
 struct DiskDevice(Disk);
 
 fn device_error(error: DiskError) -> DeviceError {
+    // Rare (calls to a restarted driver are retried), and worth a line.
+    runtime::println!("fs: the disk failed: {error:?}");
     let code = match error {
         DiskError::Block(block::Error::OutOfRange) => 1,
         DiskError::Block(_) => 2,
@@ -104,12 +106,8 @@ fn main() -> u64 {
         }
         Err(reason) => runtime::println!("fs: cannot mount the disk: {reason}"),
     }
-    let (Ok(endpoint), Ok(receive)) = (slots.allocate(), slots.allocate()) else {
-        return 1;
-    };
-    let Ok(endpoint) = memory.create_endpoint(endpoint) else {
-        return 1;
-    };
+    let Ok(receive) = slots.allocate() else { return 1 };
+    let endpoint = Endpoint(slot::ENDPOINT);
     if service::names::register("fs", endpoint.0, buffer).is_err() {
         return 1;
     }
@@ -121,7 +119,7 @@ fn main() -> u64 {
         scratch: alloc::vec![0; MAX_TRANSFER],
         next_disk_buffer: 1,
     };
-    let error = service::serve::<Fs>(Endpoint(endpoint.0), buffer, Some(receive), |request| {
+    let error = service::serve::<Fs>(endpoint, buffer, Some(receive), |request| {
         let reply = server.handle(request.badge, request.body, request.capabilities);
         Ok::<_, ErrorCode>(Response::from(reply))
     });

@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use boot_archive::Archive;
 use core::cell::OnceCell;
-use pci::{Pci, Resource};
+use pci::{Device, Pci, Resource};
 use runtime::capability::{
     self, AddressSpace, CSpace, Destination, DeviceMemoryControl, Endpoint, IrqControl, Memory, PortControl, Slot,
     Slots,
@@ -16,7 +16,7 @@ use runtime::ipc::Buffer;
 use runtime::process::Spawn;
 use service::Client;
 use service::names::{Names, NamesRequest};
-use service::process::{CSPACE_SLOTS, slot as child};
+use service::process::{CSPACE_SLOTS, Start, slot as child};
 use system_description::Process;
 
 const MEMORY: Memory = Memory(Slot(slot::MEMORY));
@@ -40,7 +40,7 @@ impl<'a> Launcher<'a> {
     /// # Errors
     /// A failed syscall.
     pub fn new(archive: &'a Archive<'static>) -> Result<Self, Error> {
-        let slots = Slots::new(slot::FIRST_FREE, abi::init::CSPACE_SLOTS);
+        let slots = Slots::new(slot::FIRST_FREE, FIRST_PROCESS_SLOT);
         let endpoint = MEMORY.create_endpoint(slots.allocate()?)?;
         let names = MEMORY.create_endpoint(slots.allocate()?)?;
         Ok(Self {
@@ -57,43 +57,73 @@ impl<'a> Launcher<'a> {
         self.endpoint
     }
 
-    /// Starts `process`, whose capabilities carry `badge` (and its faults
-    /// `fault_badge`), and tells names what it may provide and use.
+    /// Makes an endpoint from init's memory: one that outlives the process
+    /// that receives on it.
     ///
     /// # Errors
     /// A message saying what failed.
-    /// `claimed` holds the PCI resources of an earlier start of the same
+    pub fn create_endpoint(&self) -> Result<Endpoint, String> {
+        self.create_endpoint_in(self.slot()?)
+    }
+
+    /// [`Launcher::create_endpoint`] into the empty `slot`.
+    ///
+    /// # Errors
+    /// A message saying what failed.
+    pub fn create_endpoint_in(&self, slot: Slot) -> Result<Endpoint, String> {
+        MEMORY
+            .create_endpoint(slot)
+            .map_err(|error| alloc::format!("endpoint: {error:?}"))
+    }
+
+    /// Starts copy `generation` of `process`, whose capabilities carry
+    /// `badge`; its faults go to
+    /// `faults` (init's endpoint or the supervisor's) badged
+    /// `FAULT_BIT | badge`, and it receives on `service_endpoint`. Tells
+    /// names what it may provide and use.
+    ///
+    /// `claimed` holds the PCI devices of an earlier start of the same
     /// process (a restart keeps its devices); `None` claims them from pci.
-    /// Returns the slot of the process's memory pool (init keeps the
-    /// original: revoking it ends the process) and its PCI resources.
+    /// Every capability init keeps for the process lies in its own range
+    /// of init's slots ([`process_slots`]), which [`Launcher::tear_down`]
+    /// empties. Returns the slot of the process's memory pool (init keeps
+    /// the original: revoking it ends the process) and its PCI devices.
+    ///
+    /// # Errors
+    /// A message saying what failed.
     pub fn start(
         &self,
         process: &Process,
         badge: u64,
-        fault_badge: u64,
-        claimed: Option<&[Resource]>,
-    ) -> Result<(Slot, Vec<Resource>), String> {
+        generation: u32,
+        faults: Endpoint,
+        service_endpoint: Option<Endpoint>,
+        claimed: Option<&[Device]>,
+    ) -> Result<(Slot, Vec<Device>), String> {
         let failed = |what: &str, error: Error| alloc::format!("{what}: {error:?}");
+        let slots = process_slots(badge).ok_or_else(|| String::from("init has no slots for so many processes"))?;
+        let slot = || slots.allocate().map_err(|_| String::from("the process's range of init's slots is full"));
         let image = self
             .archive
             .find(&process.program)
             .ok_or_else(|| alloc::format!("no program '{}' in the boot archive", process.program))?
             .data;
         let pool = MEMORY
-            .create_pool(self.slot()?, process.memory_bytes())
+            .create_pool(slot()?, process.memory_bytes())
             .map_err(|error| failed("memory pool", error))?;
-        let fault_endpoint = Endpoint(self.slot()?);
+        let fault_endpoint = Endpoint(slot()?);
         capability::mint(
-            self.endpoint,
+            faults,
             Destination::own(fault_endpoint.0),
             Rights::WRITE,
-            fault_badge,
+            service::init::FAULT_BIT | badge,
         )
         .map_err(|error| failed("fault endpoint", error))?;
-        let pci_resources = match claimed {
-            Some(resources) => resources.to_vec(),
+        let pci_devices = match claimed {
+            Some(devices) => devices.to_vec(),
             None => self.claim_pci_devices(process, badge)?,
         };
+        let pci_resources: Vec<Resource> = pci_devices.iter().flat_map(pci::resources).collect();
         let devices = (process.interrupts.len() + process.ports.len())
             + process
                 .device_memory
@@ -105,12 +135,20 @@ impl<'a> Launcher<'a> {
         let spawn = Spawn {
             memory: pool,
             own_address_space: OWN_SPACE,
-            slots: &self.slots,
+            slots: &slots,
             cspace_slots: CSPACE_SLOTS,
             fault_endpoint: Some(fault_endpoint),
         };
         let started = spawn
-            .spawn(image, [first_free, badge])
+            .spawn(
+                image,
+                Start {
+                    first_free,
+                    badge: badge as u32,
+                    generation,
+                }
+                .arguments(),
+            )
             .map_err(|error| alloc::format!("{error:?}"))?;
         let give = |source: Slot, into: Slot| capability::copy(source, Destination::in_cspace(started.cspace, into.0));
         let provides_names = process.provides.iter().any(|service| service == "names");
@@ -132,11 +170,14 @@ impl<'a> Launcher<'a> {
             badge,
         )
         .map_err(|error| failed("init capability", error))?;
+        if let Some(endpoint) = service_endpoint {
+            give(endpoint.0, child::ENDPOINT).map_err(|error| failed("service endpoint", error))?;
+        }
         give(pool.0, child::MEMORY).map_err(|error| failed("pool", error))?;
         give(started.thread.0, child::THREAD).map_err(|error| failed("thread", error))?;
         give(started.address_space.0, child::ADDRESS_SPACE).map_err(|error| failed("address space", error))?;
         give(started.cspace.0, child::CSPACE).map_err(|error| failed("cspace", error))?;
-        self.give_devices(process, &pci_resources, started.cspace)
+        self.give_devices(process, &pci_resources, started.cspace, slot()?)
             .map_err(|error| failed("devices", error))?;
         started
             .thread
@@ -154,7 +195,22 @@ impl<'a> Launcher<'a> {
                 .map_err(|error| alloc::format!("telling names: {error:?}"))?;
         }
         started.start().map_err(|error| failed("start", error))?;
-        Ok((pool.0, pci_resources))
+        Ok((pool.0, pci_devices))
+    }
+
+    /// Ends the process started with `badge` whose pool is `pool`: revoking
+    /// the pool destroys everything made from it (threads, address space,
+    /// CSpace with its device capabilities, frames, endpoints it made);
+    /// then every capability init kept for it goes, and its slots are free
+    /// for the next start.
+    pub fn tear_down(&self, badge: u64, pool: Slot) {
+        let _ = capability::revoke(Destination::own(pool));
+        if let Some(range) = process_slot_range(badge) {
+            for index in range {
+                // Most are empty by now; that error means nothing.
+                let _ = capability::delete(Destination::own(Slot(index)));
+            }
+        }
     }
 
     /// Tells names that the services `process` provides will not come, so
@@ -172,12 +228,11 @@ impl<'a> Launcher<'a> {
         }
     }
 
-    /// Claims the process's PCI devices from pci for it; returns their
-    /// resources in the order the driver finds them ([`pci::resources`]).
-    fn claim_pci_devices(&self, process: &Process, badge: u64) -> Result<Vec<Resource>, String> {
-        let mut resources = Vec::new();
+    /// Claims the process's PCI devices from pci for it.
+    fn claim_pci_devices(&self, process: &Process, badge: u64) -> Result<Vec<Device>, String> {
+        let mut devices = Vec::new();
         if process.pci_devices.is_empty() {
-            return Ok(resources);
+            return Ok(devices);
         }
         let buffer = Buffer::main_thread();
         let pci = match self.pci.get() {
@@ -197,7 +252,7 @@ impl<'a> Launcher<'a> {
                 owner: badge,
             };
             match pci.call(&claim) {
-                Ok(pci::Reply::Device(device)) => resources.extend(pci::resources(&device)),
+                Ok(pci::Reply::Device(device)) => devices.push(device),
                 Ok(_) => return Err(String::from("pci answered a claim with something else")),
                 Err(error) => {
                     return Err(alloc::format!(
@@ -208,13 +263,19 @@ impl<'a> Launcher<'a> {
                 }
             }
         }
-        Ok(resources)
+        Ok(devices)
     }
 
     /// Puts the process's interrupt, port and device-memory capabilities
     /// in its CSpace from `FIRST_DEVICE` on, in the description's order,
-    /// then those of its PCI devices.
-    fn give_devices(&self, process: &Process, pci_resources: &[Resource], cspace: CSpace) -> Result<(), Error> {
+    /// then those of its PCI devices. Each is made in `scratch` and moved.
+    fn give_devices(
+        &self,
+        process: &Process,
+        pci_resources: &[Resource],
+        cspace: CSpace,
+        scratch: Slot,
+    ) -> Result<(), Error> {
         let described = process
             .interrupts
             .iter()
@@ -232,19 +293,13 @@ impl<'a> Launcher<'a> {
             }));
         for (next, resource) in (child::FIRST_DEVICE.0..).zip(described.chain(pci_resources.iter().copied())) {
             let made = match resource {
-                Resource::Interrupt(line) => {
-                    IrqControl(Slot(slot::IRQ_CONTROL))
-                        .create(line, self.slot_or_error()?)?
-                        .0
-                }
+                Resource::Interrupt(line) => IrqControl(Slot(slot::IRQ_CONTROL)).create(line, scratch)?.0,
                 Resource::Ports { first, count, .. } => {
-                    PortControl(Slot(slot::PORT_CONTROL))
-                        .create(first, count, self.slot_or_error()?)?
-                        .0
+                    PortControl(Slot(slot::PORT_CONTROL)).create(first, count, scratch)?.0
                 }
                 Resource::MemoryPage { address, .. } => {
                     DeviceMemoryControl(Slot(slot::DEVICE_MEMORY_CONTROL))
-                        .create(address, self.slot_or_error()?)?
+                        .create(address, scratch)?
                         .0
                 }
             };
@@ -253,13 +308,30 @@ impl<'a> Launcher<'a> {
         Ok(())
     }
 
-    fn slot(&self) -> Result<Slot, String> {
+    /// One of init's own slots, for what lives as long as init.
+    pub fn slot(&self) -> Result<Slot, String> {
         self.slots
             .allocate()
             .map_err(|_| String::from("init has no free slots"))
     }
+}
 
-    fn slot_or_error(&self) -> Result<Slot, Error> {
-        self.slots.allocate()
-    }
+/// Slots of init's CSpace for each process's capabilities: the pool, the
+/// fault endpoint, what `Spawn` keeps (address space, CSpace, thread, the
+/// CSpace of its frames, a scratch slot) and a scratch slot for devices.
+const SLOTS_PER_PROCESS: u64 = 8;
+/// The first of them; below are init's own.
+const FIRST_PROCESS_SLOT: u64 = 256;
+
+/// The range of init's slots that holds process `badge`'s capabilities.
+fn process_slot_range(badge: u64) -> Option<core::ops::Range<u64>> {
+    let first = FIRST_PROCESS_SLOT.checked_add(badge.checked_mul(SLOTS_PER_PROCESS)?)?;
+    let end = first + SLOTS_PER_PROCESS;
+    (end <= abi::init::CSPACE_SLOTS).then_some(first..end)
+}
+
+/// A fresh allocator over [`process_slot_range`] (whose slots
+/// [`Launcher::tear_down`] has emptied).
+pub fn process_slots(badge: u64) -> Option<Slots> {
+    process_slot_range(badge).map(|range| Slots::new(range.start, range.end))
 }

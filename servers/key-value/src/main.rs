@@ -10,29 +10,25 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use key_value::{KeyValue, MAX_KEY, MAX_VALUE, Reply, Request};
-use runtime::capability::{Endpoint, Memory, Slots};
+use runtime::capability::Endpoint;
 use runtime::ipc::Buffer;
-use service::process::{CSPACE_SLOTS, slot};
+use service::process::slot;
 use service::{ErrorCode, Response};
 
 runtime::entry!(main);
 
 fn main() -> u64 {
-    // Acquire: an endpoint of our own, registered under our service name.
-    let [first_free, _] = runtime::start_arguments();
-    let slots = Slots::new(first_free, CSPACE_SLOTS);
+    // Acquire: the endpoint init made for us, registered under our service
+    // name.
     let buffer = Buffer::main_thread();
-    let Ok(endpoint_slot) = slots.allocate() else { return 1 };
-    let Ok(endpoint) = Memory(slot::MEMORY).create_endpoint(endpoint_slot) else {
-        return 1;
-    };
+    let endpoint = Endpoint(slot::ENDPOINT);
     if service::names::register("key-value", endpoint.0, buffer).is_err() {
         return 1;
     }
     // Serve: one handler call per request; the loop never ends unless the
     // endpoint is destroyed.
     let mut store: BTreeMap<String, String> = BTreeMap::new();
-    service::serve::<KeyValue>(Endpoint(endpoint.0), buffer, None, |request| {
+    service::serve::<KeyValue>(endpoint, buffer, None, |request| {
         handle(&mut store, request.body)
     });
     1

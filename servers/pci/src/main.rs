@@ -10,10 +10,11 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use pci::{Address, Device, Pci, Reply, Request, config_address, decode_bars, is_bar_register};
-use runtime::capability::{Endpoint, IoPorts, Memory, Slots};
+use runtime::capability::{Endpoint, IoPorts};
 use runtime::ipc::Buffer;
-use service::ErrorCode;
-use service::process::{CSPACE_SLOTS, slot};
+use service::init::{Init, InitReply, InitRequest};
+use service::process::{Start, slot};
+use service::{Client, ErrorCode};
 
 runtime::entry!(main);
 
@@ -150,6 +151,24 @@ impl Bus {
         }
     }
 
+    /// A restarted pci server forgot who owns what: init, who claimed the
+    /// devices for their drivers, says.
+    fn recover_owners(&mut self, buffer: Buffer) {
+        let init = Client::<Init>::with_endpoint(slot::INIT, buffer);
+        match init.call(&InitRequest::PciOwners) {
+            Ok(InitReply::PciOwners(owners)) => {
+                for ([bus, device, function], owner) in owners {
+                    let address = Address { bus, device, function };
+                    if let Some(index) = self.devices.iter().position(|found| found.address == address) {
+                        self.owners[index] = Some(owner);
+                    }
+                }
+                runtime::println!("pci: restarted; {} devices have owners again", self.owners.iter().flatten().count());
+            }
+            other => runtime::println!("pci: restarted, but init did not say who owns what: {other:?}"),
+        }
+    }
+
     /// Configuration access: the owner only, aligned registers only.
     fn check_owner(&self, caller: u64, address: Address, offset: u8) -> Result<(), ErrorCode> {
         if offset % 4 != 0 {
@@ -165,8 +184,7 @@ impl Bus {
 }
 
 fn main() -> u64 {
-    let [first_free, _] = runtime::start_arguments();
-    let slots = Slots::new(first_free, CSPACE_SLOTS);
+    let start = Start::get();
     let buffer = Buffer::main_thread();
     let devices = enumerate();
     runtime::println!("pci: {} functions on the bus", devices.len());
@@ -174,14 +192,14 @@ fn main() -> u64 {
         owners: alloc::vec![None; devices.len()],
         devices,
     };
-    let Ok(endpoint_slot) = slots.allocate() else { return 1 };
-    let Ok(endpoint) = Memory(slot::MEMORY).create_endpoint(endpoint_slot) else {
-        return 1;
-    };
+    if start.generation > 1 {
+        bus.recover_owners(buffer);
+    }
+    let endpoint = Endpoint(slot::ENDPOINT);
     if service::names::register("pci", endpoint.0, buffer).is_err() {
         return 1;
     }
-    service::serve::<Pci>(Endpoint(endpoint.0), buffer, None, |request| {
+    service::serve::<Pci>(endpoint, buffer, None, |request| {
         bus.handle(request.badge, request.body).map(Into::into)
     });
     1

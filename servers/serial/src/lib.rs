@@ -15,7 +15,9 @@ pub struct Serial;
 pub enum Request {
     /// Writes these bytes (at most [`MAX_WRITE`]).
     Write(Vec<u8>),
-    /// Waits until something was typed and returns up to `max` bytes.
+    /// Returns up to `max` bytes typed since the last read, none if nothing
+    /// was. It never waits: a server that waited for input could not
+    /// answer its supervisor's heartbeat. Clients poll.
     Read {
         /// The most bytes to return (at most [`MAX_READ`]).
         max: u16,

@@ -1,6 +1,6 @@
 //! serial: drives the 16550 UART on COM1. A second thread takes each
-//! receive interrupt, moves the typed bytes into a buffer and signals the
-//! server thread, which answers reads (waiting when nothing was typed) and
+//! receive interrupt and moves the typed bytes into a buffer; the server
+//! thread answers reads from it (at once, also when nothing was typed) and
 //! writes.
 
 #![no_std]
@@ -10,7 +10,6 @@
 extern crate alloc;
 
 use alloc::collections::VecDeque;
-use alloc::vec::Vec;
 use runtime::capability::AddressSpace;
 use runtime::capability::{self, CSpace, Destination, Endpoint, IoPorts, Irq, Memory, Notification, Slot, Slots};
 use runtime::ipc::Buffer;
@@ -49,14 +48,11 @@ fn run() -> Result<(), abi::Error> {
     let slots = Slots::new(first_free, CSPACE_SLOTS);
     let memory = Memory(slot::MEMORY);
     let buffer = Buffer::main_thread();
-    // Interrupts arrive on one notification, "input ready" on another.
+    // Interrupts arrive on a notification.
     let interrupts = memory.create_notification(slots.allocate()?)?;
     let interrupt_signal = Notification(slots.allocate()?);
     capability::mint(interrupts, Destination::own(interrupt_signal.0), abi::Rights::WRITE, 1)?;
     IRQ.bind(interrupt_signal)?;
-    let input_ready = memory.create_notification(slots.allocate()?)?;
-    let input_signal = Notification(slots.allocate()?);
-    capability::mint(input_ready, Destination::own(input_signal.0), abi::Rights::WRITE, 1)?;
     PORTS.write(COM1 + 1, 1, 1)?; // receive-data interrupt on
     let spawner = ThreadSpawn {
         memory,
@@ -66,28 +62,21 @@ fn run() -> Result<(), abi::Error> {
         fault_endpoint: None,
         priority: None,
     };
-    spawner.spawn(move |_| receive_loop(interrupts, input_signal))?;
-    let endpoint = memory.create_endpoint(slots.allocate()?)?;
+    spawner.spawn(move |_| receive_loop(interrupts))?;
+    let endpoint = Endpoint(slot::ENDPOINT);
     service::names::register("serial", endpoint.0, buffer)
         .map_err(|_| abi::Error::new(abi::ErrorKind::InvalidState))?;
-    let error = service::serve::<Serial>(Endpoint(endpoint.0), buffer, None, |request| {
-        handle(request.body, input_ready)
-    });
+    let error = service::serve::<Serial>(endpoint, buffer, None, |request| handle(request.body));
     Err(error)
 }
 
-/// The interrupt thread: drain the UART, acknowledge, tell the server.
-fn receive_loop(interrupts: Notification, input_signal: Notification) -> u64 {
+/// The interrupt thread: drain the UART into the buffer, acknowledge.
+fn receive_loop(interrupts: Notification) -> u64 {
     loop {
         // Drain first: bytes may have arrived before the line was bound.
-        let mut received = false;
         while PORTS.read(LINE_STATUS, 1).is_ok_and(|status| status & DATA_READY != 0) {
             let Ok(byte) = PORTS.read(COM1, 1) else { break };
             INPUT.lock().push_back(byte as u8);
-            received = true;
-        }
-        if received {
-            let _ = input_signal.signal();
         }
         let _ = IRQ.acknowledge();
         if interrupts.wait().is_err() {
@@ -96,7 +85,7 @@ fn receive_loop(interrupts: Notification, input_signal: Notification) -> u64 {
     }
 }
 
-fn handle(request: Request, input_ready: Notification) -> Result<Response<Reply>, ErrorCode> {
+fn handle(request: Request) -> Result<Response<Reply>, ErrorCode> {
     match request {
         Request::Write(bytes) => {
             if bytes.len() > MAX_WRITE {
@@ -115,19 +104,9 @@ fn handle(request: Request, input_ready: Notification) -> Result<Response<Reply>
         }
         Request::Read { max } => {
             let max = usize::from(max.min(MAX_READ));
-            loop {
-                let taken: Vec<u8> = {
-                    let mut input = INPUT.lock();
-                    let count = input.len().min(max);
-                    input.drain(..count).collect()
-                };
-                if !taken.is_empty() || max == 0 {
-                    return Ok(Reply::Data(taken).into());
-                }
-                // Nothing typed yet: wait for the interrupt thread. Callers
-                // queue on the endpoint meanwhile.
-                input_ready.wait().map_err(|_| ErrorCode::Denied)?;
-            }
+            let mut input = INPUT.lock();
+            let count = input.len().min(max);
+            Ok(Reply::Data(input.drain(..count).collect()).into())
         }
     }
 }

@@ -73,6 +73,7 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
     let memory = Memory(slot::MEMORY);
     let pci =
         Client::<Pci>::connect(slots.allocate().map_err(|_| "no slots")?, buffer).map_err(|_| "no pci service")?;
+    runtime::println!("virtio-blk: DEBUG connected to pci");
     let Ok(pci::Reply::Devices(devices)) = pci.call(&pci::Request::Claimed) else {
         return Err("pci does not answer");
     };
@@ -88,6 +89,7 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
     let (Some(irq), Some((ports, base))) = found else {
         return Err("the device has no interrupt or no legacy I/O BAR");
     };
+    runtime::println!("virtio-blk: DEBUG claimed");
     let mut device = Device::start(&slots, memory, ports, base, irq).map_err(|_| "the device did not start")?;
     runtime::println!(
         "virtio-blk: {} sectors ({} MiB){}",
@@ -95,11 +97,8 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
         device.sectors / 2048,
         if device.read_only() { ", read-only" } else { "" }
     );
-    let endpoint = memory
-        .create_endpoint(slots.allocate().map_err(|_| "no slots")?)
-        .map_err(|_| "no memory")?;
     let receive = slots.allocate().map_err(|_| "no slots")?;
-    let error = block::serve(&mut device, Endpoint(endpoint.0), buffer, receive, &slots, OWN_SPACE);
+    let error = block::serve(&mut device, Endpoint(slot::ENDPOINT), buffer, receive, &slots, OWN_SPACE);
     runtime::println!("virtio-blk: stopped serving: {error:?}");
     Err("the endpoint failed")
 }
@@ -238,7 +237,11 @@ impl Device {
         self.dma
             .store::<u16>(self.layout.available_index(), self.next_available)?;
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        self.ports.write(self.base + register::QUEUE_NOTIFY, 2, 0)?;
+        // An injected stuck request is queued but the device never hears
+        // of it: the driver waits for ever, and its supervisor kills it.
+        if !fault_hooks::take_stuck_request() {
+            self.ports.write(self.base + register::QUEUE_NOTIFY, 2, 0)?;
+        }
         while self.dma.load::<u16>(self.layout.used_index())? == self.last_used {
             self.interrupts.wait()?;
             // Reading the status lowers the line before it is unmasked.

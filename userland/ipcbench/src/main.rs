@@ -35,11 +35,6 @@ const RUNS: usize = 2000;
 /// The argument that makes a copy of ipcbench serve calls on slot 1.
 const SERVER_ROLE: u64 = 0x5e7e;
 
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc reads the time-stamp counter; it has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 fn main() -> u64 {
     let [first, _] = runtime::start_arguments();
     if first == SERVER_ROLE {
@@ -77,9 +72,9 @@ fn median(mut operation: impl FnMut() -> u64) -> u64 {
 }
 
 fn timed(operation: impl FnOnce()) -> u64 {
-    let start = rdtsc();
+    let start = runtime::syscall::cycles();
     operation();
-    rdtsc() - start
+    runtime::syscall::cycles() - start
 }
 
 fn run() -> Result<(), abi::Error> {
@@ -143,13 +138,13 @@ fn run() -> Result<(), abi::Error> {
     static WOKE_AT: AtomicU64 = AtomicU64::new(0);
     threads.spawn(move |_| {
         while notification.wait().is_ok() {
-            WOKE_AT.store(rdtsc(), Ordering::SeqCst);
+            WOKE_AT.store(runtime::syscall::cycles(), Ordering::SeqCst);
         }
         0
     })?;
     OWN_THREAD.set_priority(abi::init::PRIORITY - 1)?;
     let wake = median(|| {
-        let start = rdtsc();
+        let start = runtime::syscall::cycles();
         let _ = signal.signal();
         WOKE_AT.load(Ordering::SeqCst).wrapping_sub(start)
     });

@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod files;
 mod line;
+mod supervision;
 
 use alloc::format;
 use alloc::string::String;
@@ -18,19 +19,20 @@ use runtime::capability::Slots;
 use runtime::ipc::Buffer;
 use serial::{Reply, Request, Serial};
 use service::Client;
-use service::init::{Init, InitReply, InitRequest, ProcessState};
+use service::init::{Init, InitReply, InitRequest};
 use service::process::{CSPACE_SLOTS, slot};
 
 runtime::entry!(main);
 
+/// How long the shell waits between asking the serial driver for input.
+const INPUT_POLL_MS: u64 = 10;
+
 const HELP: &str = "commands:
   help       this list
-  ps         the processes, their state, priority and memory quota
   echo TEXT  prints TEXT
   uptime     time since boot
   meminfo    free memory, in all and in each process's quota
   lspci      the devices on the PCI bus
-  restart NAME  ends process NAME and starts a fresh copy
   poweroff   stops the system
 ";
 
@@ -55,11 +57,13 @@ impl Console {
         }
     }
 
-    /// Waits for typed bytes.
+    /// Waits for typed bytes (asking the driver every few milliseconds).
     pub fn read(&self) -> alloc::vec::Vec<u8> {
-        match self.serial.call(&Request::Read { max: 64 }) {
-            Ok(Reply::Data(bytes)) => bytes,
-            _ => alloc::vec::Vec::new(),
+        loop {
+            match self.serial.call(&Request::Read { max: 64 }) {
+                Ok(Reply::Data(bytes)) if !bytes.is_empty() => return bytes,
+                _ => runtime::syscall::sleep_ms(INPUT_POLL_MS),
+            }
         }
     }
 }
@@ -78,10 +82,11 @@ fn main() -> u64 {
     console.write("shell: type 'help' for the commands\n");
     let mut editor = line::Editor::new();
     let mut files = files::Connection::new();
+    let mut supervision = supervision::Connection::default();
     loop {
         console.write("> ");
         let command = editor.read_line(&console);
-        run(command.trim(), &console, &init, &slots, &mut files);
+        run(command.trim(), &console, &init, &slots, &mut files, &mut supervision);
     }
 }
 
@@ -127,39 +132,23 @@ fn lspci(console: &Console, slots: &Slots) {
     }
 }
 
-fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots, files: &mut files::Connection) {
+fn run(
+    command: &str,
+    console: &Console,
+    init: &Client<Init>,
+    slots: &Slots,
+    files: &mut files::Connection,
+    supervision: &mut supervision::Connection,
+) {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
     match name {
         "" => {}
         "help" => {
             console.write(HELP);
+            console.write(supervision::HELP);
             console.write(files::HELP);
         }
         "echo" => console.write(&format!("{rest}\n")),
-        "ps" => match init.call(&InitRequest::Processes) {
-            Ok(InitReply::Processes(processes)) => {
-                let mut table = String::from("NAME             STATE     PRIORITY  GEN  MEMORY\n");
-                for process in processes {
-                    let state = match process.state {
-                        ProcessState::Running => "running",
-                        ProcessState::Faulted => "faulted",
-                        ProcessState::NotStarted => "failed",
-                    };
-                    let memory = if process.memory_kib == 0 {
-                        String::from("-")
-                    } else {
-                        format!("{} KiB", process.memory_kib)
-                    };
-                    table.push_str(&format!(
-                        "{:<16} {:<9} {:>8} {:>4}  {memory}\n",
-                        process.name, state, process.priority, process.generation
-                    ));
-                }
-                console.write(&table);
-            }
-            Ok(_) => console.write("ps: unexpected reply\n"),
-            Err(error) => console.write(&format!("ps: {error:?}\n")),
-        },
         "uptime" => {
             let seconds = runtime::syscall::uptime_seconds();
             console.write(&format!(
@@ -186,22 +175,7 @@ fn run(command: &str, console: &Console, init: &Client<Init>, slots: &Slots, fil
             Err(error) => console.write(&format!("meminfo: {error:?}\n")),
         },
         "lspci" => lspci(console, slots),
-        "restart" => match init.call(&InitRequest::Restart {
-            name: String::from(rest.trim()),
-        }) {
-            Ok(InitReply::Restarted) => console.write(&format!("restarted {}\n", rest.trim())),
-            Ok(_) => console.write("restart: unexpected reply\n"),
-            Err(service::CallError::Server(service::ErrorCode::Denied)) => {
-                console.write("restart: this shell may not restart processes (control = false)\n");
-            }
-            Err(service::CallError::Server(service::ErrorCode::NotFound)) => {
-                console.write(&format!(
-                    "restart: no process '{}' (or it did not start again)\n",
-                    rest.trim()
-                ));
-            }
-            Err(error) => console.write(&format!("restart: {error:?}\n")),
-        },
+        name if supervision::is_supervision_command(name) => supervision.run(name, rest, console, init, slots),
         name if files::is_file_command(name) => files.run(name, rest, console, slots),
         "poweroff" => {
             console.write("powering off\n");

@@ -53,7 +53,8 @@ fn failed(what: &str, error: FilesError) -> String {
 }
 
 fn main() -> u64 {
-    let [first_free, badge] = runtime::start_arguments();
+    let service::process::Start { first_free, badge, .. } = service::process::Start::get();
+    let badge = u64::from(badge);
     let slots = Slots::new(first_free, CSPACE_SLOTS);
     let buffer = Buffer::main_thread();
     let files = match Files::connect(&slots, Memory(slot::MEMORY), AddressSpace(slot::ADDRESS_SPACE), buffer) {

@@ -1,0 +1,88 @@
+//! The supervisor in QEMU: faults injected from the shell, the supervisor's
+//! own death, and the restart budget.
+
+use abi::debug_exit::Outcome;
+use image_builder::BuildOptions;
+use image_builder::qemu::{DataDisk, Firmware};
+use tests::{BOOT_TIMEOUT, Machine, assert_clean, assert_contains, fresh_disk, with_system};
+
+/// The shell's `ps` row of process `name`.
+fn ps_row<'a>(output: &'a str, name: &str) -> &'a str {
+    output
+        .lines()
+        .rev()
+        .find(|row| row.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no ps row for {name}:\n{output}"))
+}
+
+#[test]
+fn faults_from_the_shell_are_survived_and_so_is_the_supervisors_own_death() {
+    let disk = fresh_disk("supervision", 16);
+    let mut machine = Machine::boot_with_disk(&BuildOptions::default(), Firmware::Bios, Some(DataDisk::virtio(&disk)));
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    machine.type_text("write /a.txt kept\nsync\ncrash supervisor panic\n");
+    machine.wait_for("init: restarted 'supervisor' (generation 2)", BOOT_TIMEOUT);
+    machine.wait_for("supervisor: watching", BOOT_TIMEOUT);
+    // The new supervisor handles the next faults: a kill, a hang it must
+    // notice by the missed heartbeat, a wild write, a stuck device request.
+    machine.type_text("kill virtio-blk\n");
+    machine.wait_for("init: restarted 'virtio-blk' (generation 2)", BOOT_TIMEOUT);
+    machine.type_text("crash serial hang\n");
+    machine.wait_for("init: restarted 'serial' (generation 2)", BOOT_TIMEOUT);
+    machine.type_text("crash pci wild-write\n");
+    machine.wait_for("init: restarted 'pci' (generation 2)", BOOT_TIMEOUT);
+    machine.type_text("crash virtio-blk stuck\ncat /a.txt\n");
+    machine.wait_for("init: restarted 'virtio-blk' (generation 3)", BOOT_TIMEOUT);
+    machine.type_text("crash virtio-blk garbage\ncat /a.txt\ncrash fs hang\nps\nfaultlog\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+    assert_contains(
+        output,
+        &[
+            "supervisor: injecting panic into myself",
+            "init: process 'supervisor' exited with status 101",
+            // The file reads back after the stuck request and the garbage reply.
+            "> cat /a.txt\r\nkept",
+            "crash: it cannot take that fault (no endpoint, or no heartbeat to notice a hang)",
+            "supervisor started",
+            "fault injected: kill",
+            "missed its heartbeat: killed",
+            "faulted: vector 14",
+            "fault injected: stuck",
+            "fault injected: garbage",
+        ],
+    );
+    assert_eq!(output.matches("> cat /a.txt\r\nkept").count(), 2, "output:\n{output}");
+    assert!(ps_row(output, "supervisor").contains("   2 "), "{output}");
+    assert!(ps_row(output, "virtio-blk").contains("   3         2"), "{output}");
+    assert!(ps_row(output, "serial").contains("   2         1"), "{output}");
+    assert!(!output.contains("failed"), "an error reached the shell:\n{output}");
+    assert_clean(&disk);
+}
+
+#[test]
+fn a_driver_that_fails_at_every_start_is_backed_off_then_held() {
+    // The ATA driver, without an IDE disk: every copy exits at once.
+    let mut machine = Machine::boot_with_disk(&with_system("systems/ata.toml"), Firmware::Bios, None);
+    machine.wait_for("Held { quick_failures: 5 }", BOOT_TIMEOUT);
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    machine.type_text("ps\nfaultlog\nls /\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
+    assert!(ps_row(output, "ata").contains("held"), "{output}");
+    assert_contains(output, &["held after 5 quick failures in a row", "exited with status 1"]);
+    // Each quick failure doubles the wait before the next copy.
+    let delays: Vec<u64> = output
+        .lines()
+        .filter_map(|line| line.split("restarted, ").nth(1))
+        .filter_map(|rest| rest.split(" ms").next()?.parse().ok())
+        .collect();
+    assert_eq!(delays.len(), 4, "four restarts before the hold:\n{output}");
+    for pair in delays.windows(2) {
+        assert!(pair[1] > pair[0], "back-off does not grow: {delays:?}");
+    }
+    // fs runs on without a disk and says why.
+    assert_contains(output, &["fs: cannot mount the disk"]);
+}
