@@ -104,16 +104,10 @@ impl Disk {
     }
 
     /// Runs `transfer` on the client's own buffer; if the driver no longer
-    /// has it (it was restarted), shares the buffer again and runs it once
-    /// more.
+    /// has it (it was restarted), shares the buffer again and runs it again,
+    /// up to [`SHARE_ATTEMPTS`] times (the driver may restart meanwhile).
     fn with_own_buffer(&self, transfer: impl Fn() -> Result<(), DiskError>) -> Result<(), DiskError> {
-        match transfer() {
-            Err(DiskError::Block(Error::NoBuffer)) => {
-                self.share()?;
-                transfer()
-            }
-            other => other,
-        }
+        retry_unshared(transfer, || self.share())
     }
 
     /// Reads `count` sectors from `sector` straight into shared buffer
@@ -205,6 +199,31 @@ impl Disk {
 
 /// The client's own transfer buffer.
 const OWN_BUFFER: BufferIndex = 0;
+
+/// How many times a transfer is tried whose buffer the driver lost.
+pub const SHARE_ATTEMPTS: u32 = 4;
+
+/// Runs `transfer`; while the driver answers that it lacks the buffer (it
+/// was restarted and forgot it), runs `share` and tries again, up to
+/// [`SHARE_ATTEMPTS`] times in all.
+///
+/// # Errors
+/// The last attempt's, or `share`'s.
+pub fn retry_unshared(
+    transfer: impl Fn() -> Result<(), DiskError>,
+    share: impl Fn() -> Result<(), DiskError>,
+) -> Result<(), DiskError> {
+    let mut attempt = 1;
+    loop {
+        match transfer() {
+            Err(DiskError::Block(Error::NoBuffer)) if attempt < SHARE_ATTEMPTS => {
+                share()?;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The first sector of each [`MAX_TRANSFER`]-byte chunk from `sector` on.
 fn chunk_sectors(sector: u64) -> impl Iterator<Item = u64> {

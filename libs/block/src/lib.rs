@@ -18,7 +18,7 @@ extern crate alloc;
 mod client;
 mod server;
 
-pub use client::{Disk, DiskError};
+pub use client::{Disk, DiskError, SHARE_ATTEMPTS, retry_unshared};
 pub use server::{Driver, serve};
 
 use serde::{Deserialize, Serialize};

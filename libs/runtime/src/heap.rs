@@ -1,12 +1,55 @@
 //! The program's heap: a fixed area in the program's own data, sized by
 //! the program ([`entry!`](crate::entry), `heap_kib`).
 
+use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use linked_list_allocator::LockedHeap;
 
 #[cfg_attr(target_os = "none", global_allocator)]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: Heap = Heap(spin::Mutex::new(linked_list_allocator::Heap::empty()));
+
+/// How often a thread tries a contended heap lock before it sleeps.
+const SPINS: u32 = 100;
+
+/// `linked_list_allocator`'s heap behind a lock that, when it stays
+/// contended, sleeps a tick instead of spinning on: a thread must not spin
+/// on a lock that a lower-priority thread of its process holds, which
+/// would never run to release it.
+struct Heap(spin::Mutex<linked_list_allocator::Heap>);
+
+impl Heap {
+    fn lock(&self) -> spin::MutexGuard<'_, linked_list_allocator::Heap> {
+        loop {
+            for _ in 0..SPINS {
+                if let Some(guard) = self.0.try_lock() {
+                    return guard;
+                }
+                core::hint::spin_loop();
+            }
+            crate::syscall::sleep_ticks(1);
+        }
+    }
+}
+
+// SAFETY: allocation and deallocation go through the locked
+// `linked_list_allocator::Heap`, which hands out disjoint blocks of the
+// area given to it and takes back only what it handed out.
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.lock()
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        if let Some(pointer) = NonNull::new(pointer) {
+            // SAFETY: the caller's promise: `pointer` came from `alloc`
+            // with this layout.
+            unsafe { self.lock().deallocate(pointer, layout) };
+        }
+    }
+}
 
 /// The storage of a heap of `BYTES` bytes; [`entry!`](crate::entry)
 /// declares one in the program, and only [`crate::run`] touches it.

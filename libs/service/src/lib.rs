@@ -30,7 +30,7 @@ mod server;
 pub mod transfer;
 mod wire;
 
-pub use client::{CallError, Client};
+pub use client::{ATTEMPTS, CallError, Client};
 pub use server::{Request, Response, serve};
 pub use wire::{ERROR_LABEL, ErrorCode, MAX_BYTES, decode};
 

@@ -56,13 +56,7 @@ impl DataPath<'_> {
         transfer: impl Fn(&block::Disk) -> Result<(), DiskError>,
     ) -> Result<(), Error> {
         let disk = &self.filesystem.device().0;
-        match transfer(disk) {
-            Err(DiskError::Block(block::Error::NoBuffer)) => {
-                disk.share_pages(buffer, &client.transfer).map_err(|_| Error::Io)?;
-                transfer(disk).map_err(|_| Error::Io)
-            }
-            other => other.map_err(|_| Error::Io),
-        }
+        block::retry_unshared(|| transfer(disk), || disk.share_pages(buffer, &client.transfer)).map_err(disk_failed)
     }
 
     /// Whether a transfer of `length` bytes at file `offset` through buffer
@@ -180,4 +174,11 @@ impl DataPath<'_> {
             .map_err(|_| Error::NoBuffer)?;
         self.filesystem.write(inode, offset, data).map_err(fs_error)
     }
+}
+
+/// A transfer the driver failed (calls to a restarted driver were already
+/// repeated): rare, and worth a line.
+fn disk_failed(error: DiskError) -> Error {
+    runtime::println!("fs: the disk failed: {error:?}");
+    Error::Io
 }

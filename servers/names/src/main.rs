@@ -115,12 +115,21 @@ fn handle(
             if request.capabilities == 0 {
                 return Err(ErrorCode::Malformed);
             }
-            let kept = used.slots.allocate().map_err(|_| ErrorCode::TooLong)?;
-            capability::move_to(used.receive, Destination::own(kept)).map_err(|_| ErrorCode::Malformed)?;
-            unavailable.remove(&service);
-            if let Some(old) = registered.insert(service, kept) {
-                let _ = capability::delete(Destination::own(old));
+            // A restarted server registers again: its new endpoint takes
+            // the old one's slot.
+            let kept = match registered.get(&service) {
+                Some(&old) => {
+                    let _ = capability::delete(Destination::own(old));
+                    old
+                }
+                None => used.slots.allocate().map_err(|_| ErrorCode::TooLong)?,
+            };
+            if capability::move_to(used.receive, Destination::own(kept)).is_err() {
+                registered.remove(&service);
+                return Err(ErrorCode::Malformed);
             }
+            unavailable.remove(&service);
+            registered.insert(service, kept);
             Ok(NamesReply::Done.into())
         }
         NamesRequest::Lookup { service } => {

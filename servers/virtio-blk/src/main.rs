@@ -73,7 +73,6 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
     let memory = Memory(slot::MEMORY);
     let pci =
         Client::<Pci>::connect(slots.allocate().map_err(|_| "no slots")?, buffer).map_err(|_| "no pci service")?;
-    runtime::println!("virtio-blk: DEBUG connected to pci");
     let Ok(pci::Reply::Devices(devices)) = pci.call(&pci::Request::Claimed) else {
         return Err("pci does not answer");
     };
@@ -89,7 +88,6 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
     let (Some(irq), Some((ports, base))) = found else {
         return Err("the device has no interrupt or no legacy I/O BAR");
     };
-    runtime::println!("virtio-blk: DEBUG claimed");
     let mut device = Device::start(&slots, memory, ports, base, irq).map_err(|_| "the device did not start")?;
     runtime::println!(
         "virtio-blk: {} sectors ({} MiB){}",

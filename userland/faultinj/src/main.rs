@@ -54,8 +54,6 @@ const TARGETS: [(&str, &str); 3] = [("virtio-blk", "block"), ("serial", "serial"
 /// before the campaign calls it lost.
 const PATIENCE_MS: u64 = 20_000;
 
-/// The priority of the workload and chatter threads: below the injector's.
-const LOAD_PRIORITY: u8 = 40;
 /// Set when the campaign is over: the threads stop.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -102,8 +100,9 @@ fn main() -> u64 {
         cspace: CSpace(slot::CSPACE),
         slots: &slots,
         fault_endpoint: None,
-        // Below the injector, which must keep its pace.
-        priority: Some(LOAD_PRIORITY),
+        // The process's own: a thread of higher priority than another
+        // would spin for ever on a lock (the heap's) the other holds.
+        priority: None,
     };
     let started = workload::carve(&slots, 64)
         .and_then(|own| workload::start(&spawner, own, seed))
