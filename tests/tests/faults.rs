@@ -4,12 +4,13 @@
 //! checks the disk.
 
 use abi::debug_exit::Outcome;
+use image_builder::BuildOptions;
 use image_builder::qemu::{DataDisk, Firmware};
 use std::time::Duration;
 use tests::{BOOT_TIMEOUT, Machine, assert_clean, fresh_disk, with_system};
 
 /// Faults in the CI campaign, and its seed.
-const FAULTS: u32 = 60;
+const FAULTS: u32 = 1000;
 const SEED: u64 = 20261129;
 
 /// The number after `label` on the report line that starts with it.
@@ -28,11 +29,12 @@ fn figure(output: &str, label: &str) -> u64 {
 #[test]
 fn a_thousand_faults_lose_no_acknowledged_write_and_fsck_is_clean() {
     let disk = fresh_disk("faults", 64);
-    let mut machine = Machine::boot_with_disk(
-        &with_system("systems/faults.toml"),
-        Firmware::Bios,
-        Some(DataDisk::virtio(&disk)),
-    );
+    // The release build: a campaign of this length must stay a few minutes.
+    let options = BuildOptions {
+        release: true,
+        ..with_system("systems/faults.toml")
+    };
+    let mut machine = Machine::boot_with_disk(&options, Firmware::Bios, Some(DataDisk::virtio(&disk)));
     machine.wait_for("faultinj: ready", BOOT_TIMEOUT);
     machine.type_text(&format!("{FAULTS} {SEED}\n"));
     let finished = machine.wait_exit(Duration::from_secs(1500));

@@ -1,7 +1,7 @@
 //! `cargo xtask faults`: a fault campaign of any length. Boots the
 //! campaign image (systems/faults.toml, release build) on a fresh disk,
-//! shows a progress bar, prints the report, saves its JSON line, and checks
-//! the disk with `e2fsck`.
+//! shows a progress bar, prints the report, saves its JSON line and the
+//! console transcript, and checks the disk with `e2fsck`.
 
 use image_builder::qemu::{self, DataDisk, Firmware};
 use image_builder::{BuildOptions, data_disk, workspace_root};
@@ -15,6 +15,8 @@ const DISK: &str = "target/disks/faults.img";
 const DISK_MIB: u64 = 64;
 /// Where the JSON report goes, relative to the workspace root.
 const JSON: &str = "target/faults.json";
+/// Where the whole console transcript goes.
+const TRANSCRIPT: &str = "target/faults.log";
 /// The longest a campaign may run per fault, on top of booting.
 const PER_FAULT: Duration = Duration::from_secs(10);
 const BOOT: Duration = Duration::from_secs(120);
@@ -49,12 +51,17 @@ pub fn run(count: u32, seed: u64) -> Result<(), String> {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         let _ = std::process::Command::new("kill").arg(watchdog_pid.to_string()).status();
     });
+    let transcript_path = root.join(TRANSCRIPT);
+    let mut transcript =
+        std::fs::File::create(&transcript_path).map_err(|error| format!("{}: {error}", transcript_path.display()))?;
     let mut report = Vec::new();
     let mut json = None;
     let mut mismatches = None;
-    for line in BufReader::new(output).lines() {
+    for line in BufReader::new(output).split(b'\n') {
         let line = line.map_err(|error| error.to_string())?;
+        let line = String::from_utf8_lossy(&line);
         let line = line.trim_end();
+        writeln!(transcript, "{line}").map_err(|error| error.to_string())?;
         if line.contains("faultinj: ready") {
             writeln!(input, "{count} {seed}").map_err(|error| error.to_string())?;
         } else if let Some(progress) = line.strip_prefix("faultinj: progress ") {
@@ -77,7 +84,7 @@ pub fn run(count: u32, seed: u64) -> Result<(), String> {
     let json = json.ok_or("the campaign printed no report (see above)")?;
     let json_path = root.join(JSON);
     std::fs::write(&json_path, format!("{json}\n")).map_err(|error| error.to_string())?;
-    println!("JSON report: {}", json_path.display());
+    println!("JSON report: {}; console transcript: {}", json_path.display(), transcript_path.display());
     let (clean, fsck) = data_disk::check(&disk).map_err(|error| error.to_string())?;
     println!("e2fsck -fn {}: {}", Path::new(DISK).display(), if clean { "clean" } else { "NOT clean" });
     if !clean {

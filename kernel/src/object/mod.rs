@@ -17,6 +17,7 @@ use crate::arch::{fpu, paging};
 use abi::{ObjectType, Rights};
 use address_space::AddressSpace;
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use frame::Frame;
 use kernel_core::arena::Arena;
@@ -109,6 +110,9 @@ pub struct Objects {
     /// Memory pools.
     pub pools: Pools,
     /// Endpoint ids in use, and which pool paid for each.
+    /// The pool that paid for each CSpace a process made, and how much,
+    /// by CSpace id: refunded when the CSpace goes.
+    pub cspace_charges: BTreeMap<u32, (u32, u64)>,
     pub endpoints: Arena<u32>,
     /// Notification ids in use, and which pool paid for each.
     pub notifications: Arena<u32>,
@@ -131,6 +135,7 @@ static OBJECTS: Mutex<Objects> = Mutex::new(Objects {
     address_spaces: Arena::new(),
     frames: Arena::new(),
     pools: Pools::new(),
+    cspace_charges: BTreeMap::new(),
     endpoints: Arena::new(),
     notifications: Arena::new(),
     irqs: irq::IrqTable::new(),
@@ -168,6 +173,9 @@ impl Objects {
                 ObjectRef::CSpace(cspace) => {
                     if let Ok(released) = self.capabilities.destroy_cspace(cspace) {
                         pending.extend(released);
+                    }
+                    if let Some((pool, cost)) = self.cspace_charges.remove(&cspace.0) {
+                        self.pools.refund(Some(pool), cost);
                     }
                 }
                 ObjectRef::Endpoint(endpoint) => {

@@ -98,7 +98,11 @@ pub fn create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> 
             };
             ObjectRef::Frame(id)
         }
-        ObjectType::CSpace => ObjectRef::CSpace(objects.capabilities.create_cspace(size as u32)),
+        ObjectType::CSpace => {
+            let cspace = objects.capabilities.create_cspace(size as u32);
+            objects.cspace_charges.insert(cspace.0, (pool, cost));
+            ObjectRef::CSpace(cspace)
+        }
         ObjectType::Memory => ObjectRef::Memory(objects.pools.create_child(pool, size).map_err(|_| out_of_memory)?),
         _ => {
             let space = AddressSpace::new(&mut objects.pools, Some(pool)).map_err(|_| out_of_memory)?;

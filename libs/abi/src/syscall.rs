@@ -37,7 +37,9 @@ syscalls! {
     /// Writes bytes to the kernel's debug console (bring-up only).
     /// 0 = address, 1 = length (at most [`DEBUG_WRITE_MAX`]).
     DebugWrite = 1,
-    /// Ends the calling thread; 0 = exit status. Does not return.
+    /// Ends the calling thread; 0 = exit status. Does not return. A thread
+    /// with a fault endpoint is reported there first, as a fault with
+    /// vector [`fault::EXITED`](crate::fault::EXITED), and stays stopped.
     Exit = 2,
     /// Gives up the rest of the time slice to threads of equal priority.
     Yield = 3,

@@ -392,16 +392,6 @@ impl Main {
         for &index in &hung {
             self.failed(index, Event::Hung);
         }
-        if !hung.is_empty() {
-            // The others' heartbeats may have waited behind the hung ones
-            // and their restarts: their clocks start again.
-            let now = uptime_ms();
-            for process in SHARED.lock().watched.iter_mut() {
-                if let Some((since, _)) = &mut process.waiting_since {
-                    *since = now;
-                }
-            }
-        }
         for index in due {
             let _ = self.restart(index, true);
         }
@@ -432,6 +422,7 @@ impl Main {
                 // Stop it now (a hung copy would run on), keeping its
                 // endpoint: callers wait for the next copy.
                 let _ = self.init.call(&InitRequest::Stop { name, hold: false });
+                restart_clocks();
                 let mut shared = SHARED.lock();
                 let process = &mut shared.watched[index];
                 process.state = State::BackingOff(delay as u32);
@@ -443,6 +434,7 @@ impl Main {
             }
             OnFailure::Restart | OnFailure::Hold => {
                 let _ = self.init.call(&InitRequest::Stop { name, hold: true });
+                restart_clocks();
                 let mut shared = SHARED.lock();
                 shared.watched[index].state = State::Held;
                 shared.log(index, Event::Held { quick_failures });
@@ -459,6 +451,7 @@ impl Main {
             (process.name.clone(), process.state == State::Held, process.control)
         };
         let restarted = self.init.call(&InitRequest::Restart { name: name.clone() });
+        restart_clocks();
         let mut control = control;
         if was_held && let Some(slot) = control {
             // Holding it took its endpoint, and the control capability.
@@ -569,4 +562,16 @@ impl Main {
 /// those that end it. (Nobody would notice it hang.)
 fn self_inflicted(fault: Fault) -> bool {
     matches!(fault, Fault::Panic | Fault::WildWrite)
+}
+
+/// init ran (at the top priority) to stop or start a process, or a hung
+/// process was spinning: heartbeats waiting meanwhile may have waited
+/// behind it, so their clocks start again.
+fn restart_clocks() {
+    let now = uptime_ms();
+    for process in SHARED.lock().watched.iter_mut() {
+        if let Some((since, _)) = &mut process.waiting_since {
+            *since = now;
+        }
+    }
 }

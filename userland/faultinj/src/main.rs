@@ -247,7 +247,7 @@ pub struct Random(pub u64);
 
 impl Random {
     /// The next word.
-    pub fn next(&mut self) -> u64 {
+    pub fn word(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -256,6 +256,6 @@ impl Random {
 
     /// A number below `bound` (which must not be 0).
     pub fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
+        (self.word() % bound as u64) as usize
     }
 }

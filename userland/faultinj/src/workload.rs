@@ -108,7 +108,7 @@ pub fn chatter_errors() -> (u32, u64) {
 /// checksum of the rest) and bytes from the seed.
 fn content(seed: u64, length: usize) -> Vec<u8> {
     let mut random = Random(seed | 1);
-    let mut body: Vec<u8> = (0..length.saturating_sub(24)).map(|_| random.next() as u8).collect();
+    let mut body: Vec<u8> = (0..length.saturating_sub(24)).map(|_| random.word() as u8).collect();
     let checksum = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
     });
@@ -118,6 +118,11 @@ fn content(seed: u64, length: usize) -> Vec<u8> {
     bytes.extend_from_slice(&checksum.to_le_bytes());
     bytes.append(&mut body);
     bytes
+}
+
+/// Changes the workload's counts.
+fn tally(update: impl FnOnce(&mut Outcome)) {
+    update(&mut STATE.lock().outcome);
 }
 
 /// The workload thread's loop.
@@ -135,11 +140,10 @@ fn run(slots: &Slots, buffer: Buffer, seed: u64) {
     // until written, or after a write that failed (its bytes are unknown).
     let mut model: [Option<(u64, usize)>; FILES] = [None; FILES];
     let path = |index: usize| format!("/campaign-{index}");
-    let count = |update: &dyn Fn(&mut Outcome)| update(&mut STATE.lock().outcome);
     let mut writes = 0;
     while RUNNING.load(Ordering::Relaxed) {
         let index = random.below(FILES);
-        let file_seed = random.next();
+        let file_seed = random.word();
         // Whole blocks half of the time (the direct path), any length else.
         let length = match random.below(2) {
             0 => (1 + random.below(LARGEST / 4096)) * 4096,
@@ -148,53 +152,53 @@ fn run(slots: &Slots, buffer: Buffer, seed: u64) {
         match files.write_file(&path(index), &content(file_seed, length)) {
             Ok(()) => {
                 model[index] = Some((file_seed, length));
-                count(&|outcome| outcome.writes += 1);
+                tally(|outcome| outcome.writes += 1);
             }
             Err(error) => {
                 println!("faultinj: write {}: {error}", path(index));
                 model[index] = None;
-                count(&|outcome| outcome.errors += 1);
+                tally(|outcome| outcome.errors += 1);
             }
         }
         writes += 1;
-        if writes % SYNC_EVERY == 0 {
-            if let Err(error) = files.sync() {
-                println!("faultinj: sync: {error}");
-                count(&|outcome| outcome.errors += 1);
-            }
+        if writes % SYNC_EVERY == 0
+            && let Err(error) = files.sync()
+        {
+            println!("faultinj: sync: {error}");
+            tally(|outcome| outcome.errors += 1);
         }
         let check = random.below(FILES);
-        verify(&files, &path(check), model[check], &count);
+        verify(&files, &path(check), model[check]);
     }
     let synced = files.sync();
     if let Err(error) = synced {
         println!("faultinj: final sync: {error}");
-        count(&|outcome| outcome.errors += 1);
+        tally(|outcome| outcome.errors += 1);
     }
     for (index, expected) in model.iter().enumerate() {
         if expected.is_some() {
-            verify(&files, &path(index), *expected, &count);
-            count(&|outcome| outcome.final_files += 1);
+            verify(&files, &path(index), *expected);
+            tally(|outcome| outcome.final_files += 1);
         }
     }
     STATE.lock().finished = true;
 }
 
 /// Reads file `path` and compares it with what `expected` says it holds.
-fn verify(files: &Files, path: &str, expected: Option<(u64, usize)>, count: &dyn Fn(&dyn Fn(&mut Outcome))) {
+fn verify(files: &Files, path: &str, expected: Option<(u64, usize)>) {
     let Some((seed, length)) = expected else { return };
     match files.read_file(path) {
-        Ok(bytes) if bytes == content(seed, length) => count(&|outcome| outcome.reads += 1),
+        Ok(bytes) if bytes == content(seed, length) => tally(|outcome| outcome.reads += 1),
         Ok(bytes) => {
             println!(
                 "faultinj: MISMATCH in {path}: {} bytes read, {length} expected",
                 bytes.len()
             );
-            count(&|outcome| outcome.mismatches += 1);
+            tally(|outcome| outcome.mismatches += 1);
         }
         Err(error) => {
             println!("faultinj: read {path}: {error}");
-            count(&|outcome| outcome.errors += 1);
+            tally(|outcome| outcome.errors += 1);
         }
     }
 }
