@@ -330,6 +330,17 @@ fn pool_quota() -> Check {
         ok(pool.create_frame(fresh()), "frame after refund")?;
     }
     ok(capability::revoke(Destination::own(pool_slot)), "revoke again")?;
+    // Every kind of object goes back to the pool it was paid from (a
+    // restarted process's CSpace once stayed charged for ever).
+    ok(pool.create_cspace(fresh(), 64), "cspace")?;
+    ok(pool.create_thread(fresh()), "thread")?;
+    ok(pool.create_endpoint(fresh()), "endpoint")?;
+    ok(pool.create_notification(fresh()), "notification")?;
+    ok(capability::revoke(Destination::own(pool_slot)), "revoke the objects")?;
+    ensure(
+        ok(capability::identify(pool), "identify pool")?.available == 16 * 4096,
+        "revoking a pool's objects refunds all of them",
+    )?;
     ok(capability::delete(Destination::own(pool_slot)), "delete pool")
 }
 
