@@ -57,9 +57,9 @@ fn shell_commands_work() {
     let table: Vec<&str> = output
         .lines()
         .skip_while(|line| !line.starts_with("NAME"))
-        .take(8)
+        .take(10)
         .collect();
-    for name in ["init ", "names ", "serial ", "pci ", "virtio-blk ", "fs ", "shell "] {
+    for name in ["init ", "names ", "supervisor ", "serial ", "pci ", "virtio-blk ", "fs ", "shell "] {
         assert!(
             table.iter().any(|row| row.starts_with(name) && row.contains("running")),
             "no {name:?} in {table:#?}"

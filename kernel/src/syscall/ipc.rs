@@ -249,6 +249,13 @@ pub fn deliver(objects: &mut Objects, transfer: Transfer) {
         return;
     }
     let Some(mut message) = read_message(objects, transfer.from, transfer.kind) else {
+        // The sender's message cannot be read (its IPC buffer went, say).
+        // The receiver still gets a well-formed result: an empty message
+        // with the sender's badge, which no protocol accepts.
+        if transfer.kind != TransferKind::FaultReply {
+            log::warn!("a message could not be read from its sender; delivered it empty");
+            set_received(objects, &transfer, MessageTag::default(), &[0; REGISTER_WORDS]);
+        }
         return;
     };
     if transfer.kind == TransferKind::FaultReply {

@@ -28,6 +28,10 @@ const COMMAND_BLOCK: IoPorts = IoPorts(Slot(slot::FIRST_DEVICE.0 + 1));
 const CONTROL: IoPorts = IoPorts(Slot(slot::FIRST_DEVICE.0 + 2));
 const BASE: u16 = 0x170;
 const CONTROL_PORT: u16 = 0x376;
+/// The device control register's software-reset bit.
+const SOFTWARE_RESET: u64 = 0x04;
+/// Timer ticks the drive may stay busy after a reset.
+const RESET_POLLS: u32 = 100;
 const WORDS: usize = SECTOR_SIZE / 2;
 
 /// The disk.
@@ -94,8 +98,24 @@ impl Disk {
             .map_err(|_| "cannot badge the notification")?;
         IRQ.bind(signal).map_err(|_| "no interrupt")?;
         IRQ.acknowledge().map_err(|_| "no interrupt")?;
-        // nIEN clear: the drive interrupts.
+        // A software reset first: an earlier copy of this driver may have
+        // died in the middle of a command. Then nIEN clear: the drive
+        // interrupts.
+        CONTROL
+            .write(CONTROL_PORT, 1, SOFTWARE_RESET)
+            .map_err(|_| "no control port")?;
+        runtime::syscall::sleep_ticks(1);
         CONTROL.write(CONTROL_PORT, 1, 0).map_err(|_| "no control port")?;
+        for _ in 0..RESET_POLLS {
+            match read_register(register::STATUS_COMMAND) {
+                Ok(state) if state & status::BUSY != 0 => runtime::syscall::sleep_ticks(1),
+                _ => break,
+            }
+        }
+        // Forget an interrupt the reset may have raised (reading the status
+        // above lowered it).
+        let _ = interrupts.poll();
+        let _ = IRQ.acknowledge();
         write_register(register::DEVICE, MASTER_LBA).map_err(|_| "no command ports")?;
         let mut disk = Self {
             identity: Identity { sectors: 0 },

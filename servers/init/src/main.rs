@@ -32,7 +32,7 @@ use abi::Rights;
 use abi::fault::{EXITED, FAULT_LABEL, word};
 use alloc::string::String;
 use alloc::vec::Vec;
-use runtime::capability::{self, Destination, Endpoint, IoPorts, PortControl, Slot};
+use runtime::capability::{self, Destination, Endpoint, PortControl, Slot};
 use runtime::ipc::{Buffer, Message};
 use runtime::println;
 use service::control::CONTROL_BADGE;
@@ -391,7 +391,6 @@ impl System<'_> {
         if let Ok(slot) = self.launcher.slot()
             && let Ok(port) = PortControl(Slot(abi::init::slot::PORT_CONTROL)).create(RESET_CONTROL, 1, slot)
         {
-            let port: IoPorts = port;
             // Bit 1: hard reset; bit 2: do it now.
             let _ = port.write(RESET_CONTROL, 1, 0x02);
             let _ = port.write(RESET_CONTROL, 1, 0x06);
@@ -403,7 +402,10 @@ impl System<'_> {
     fn serve(&mut self) -> u64 {
         let buffer = Buffer::main_thread();
         let endpoint = self.launcher.endpoint();
-        let Ok(mut received) = endpoint.receive() else { return 1 };
+        let mut received = match endpoint.receive() {
+            Ok(received) => received,
+            Err(error) => return stopped_serving(error),
+        };
         loop {
             if received.message.label == FAULT_LABEL && received.badge & FAULT_BIT != 0 {
                 // Leave the thread stopped (anything but FAULT_RESUME), then
@@ -412,7 +414,7 @@ impl System<'_> {
                 self.fault(received.badge & !FAULT_BIT, &received.message.words);
                 received = match endpoint.receive() {
                     Ok(received) => received,
-                    Err(_) => return 1,
+                    Err(error) => return stopped_serving(error),
                 };
                 continue;
             }
@@ -461,10 +463,16 @@ impl System<'_> {
             // A caller that died before the reply costs only the reply.
             received = match endpoint.reply_receive(&reply).or_else(|_| endpoint.receive()) {
                 Ok(received) => received,
-                Err(_) => return 1,
+                Err(error) => return stopped_serving(error),
             };
         }
     }
+}
+
+/// init can no longer receive: says why; the system then stops.
+fn stopped_serving(error: abi::Error) -> u64 {
+    println!("init: cannot receive any more: {error:?}");
+    1
 }
 
 /// Whether `process` is names (whose endpoint init made from the start).

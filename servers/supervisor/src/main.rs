@@ -117,12 +117,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// Logs `event` of process `index`.
     fn log(&mut self, index: usize, event: Event) {
         let Some(process) = self.watched.get(index) else { return };
+        let (name, generation) = (process.name.clone(), process.generation);
+        self.append(name, generation, event);
+    }
+
+    fn append(&mut self, name: String, generation: u32, event: Event) {
         let entry = Entry {
             at_ms: uptime_ms(),
-            name: process.name.clone(),
-            generation: process.generation,
+            name,
+            generation,
             event,
         };
         println!("supervisor: {} (generation {}): {:?}", entry.name, entry.generation, event);
@@ -189,9 +195,7 @@ fn run() -> Result<(), &'static str> {
             shared.watched.len(),
             start.generation
         );
-        if !shared.watched.is_empty() {
-            shared.log(0, Event::SupervisorStarted);
-        }
+        shared.append(String::from(system_description::SUPERVISOR), start.generation, Event::SupervisorStarted);
     }
     let ticker = Endpoint(slots.allocate().map_err(|_| "no slots")?);
     capability::mint(endpoint, Destination::own(ticker.0), Rights::WRITE, TICK_BADGE)
@@ -466,6 +470,8 @@ impl Main {
         match restarted {
             Ok(_) => {
                 process.generation += 1;
+                // A heartbeat the old copy had not taken waits for the new one.
+                process.waiting_since = process.waiting_since.map(|_| (now, process.generation));
                 process.state = State::Running;
                 process.started_ms = now;
                 process.answered = false;

@@ -222,6 +222,10 @@ pub fn chatter(buffer: Buffer, slots: &Slots, reference: &[pci::Device], stop: &
         }
         match pci.call(&pci::Request::Devices) {
             Ok(pci::Reply::Devices(devices)) if devices == reference => {}
+            Ok(pci::Reply::Devices(_)) => {
+                println!("faultinj: pci listed other devices than at the start");
+                CHATTER_ERRORS.fetch_add(1, Ordering::Relaxed);
+            }
             other => {
                 println!("faultinj: pci answered {other:?}");
                 CHATTER_ERRORS.fetch_add(1, Ordering::Relaxed);

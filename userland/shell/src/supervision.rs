@@ -104,13 +104,13 @@ fn ps(console: &Console, init: &Client<Init>, supervisor: Option<&Client<Supervi
     for process in processes {
         let row = rows.iter().find(|row| row.name == process.name);
         let state = match (process.state, row.map(|row| row.state)) {
+            (ProcessState::NotStarted, _) => String::from("failed"),
             (_, Some(State::Held)) => String::from("held"),
             (_, Some(State::BackingOff(ms))) => format!("wait {ms}ms"),
             (ProcessState::Running, _) => String::from("running"),
             (ProcessState::Faulted, _) => String::from("faulted"),
             (ProcessState::Exited(status), _) => format!("exited {status}"),
             (ProcessState::Stopped, _) => String::from("stopped"),
-            (ProcessState::NotStarted, _) => String::from("failed"),
         };
         let restarts = row.map_or(String::from("-"), |row| format!("{}", row.restarts));
         let memory = if process.memory_kib == 0 {
