@@ -6,6 +6,7 @@
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
 use image_builder::qemu::{DataDisk, Firmware};
+use std::io::Write;
 use std::time::Duration;
 use tests::{BOOT_TIMEOUT, Machine, assert_clean, fresh_disk, with_system};
 
@@ -44,7 +45,9 @@ fn a_thousand_faults_lose_no_acknowledged_write_and_fsck_is_clean() {
         .filter(|line| line.starts_with("faultinj:") || line.starts_with("faultinj-json:"))
         .collect::<Vec<_>>()
         .join("\n");
-    println!("{report}");
+    // Straight to the process's stderr, past the test harness's capture, so
+    // that the figures appear in every run's log.
+    let _ = writeln!(std::io::stderr(), "{report}");
     assert_eq!(finished.outcome, Some(Outcome::Success), "the system did not power off cleanly:\n{output}");
     assert_eq!(figure(output, "faultinj: faults injected:"), u64::from(FAULTS), "{report}");
     assert_eq!(figure(output, "faultinj: data mismatches:"), 0, "{report}");
