@@ -265,7 +265,7 @@ impl Ipc {
         if let Some(record) = self.threads.remove(thread.0)
             && let Some(Caller::Waiting(caller)) = record.caller
         {
-            self.wake_with_peer_died(caller);
+            self.wake_caller_with_peer_died(caller, thread);
         }
     }
 
@@ -652,6 +652,15 @@ impl Ipc {
         if let Some(record) = self.threads.get_mut(server.0)
             && let Some(Caller::Waiting(caller)) = record.caller.take()
         {
+            self.wake_caller_with_peer_died(caller, server);
+        }
+    }
+
+    /// Wakes `caller` with `PeerDied` if it still awaits a reply from
+    /// `server`; a caller that has moved on (to receive as a server itself,
+    /// say) is left alone.
+    fn wake_caller_with_peer_died(&mut self, caller: ThreadId, server: ThreadId) {
+        if matches!(self.state(caller), Some(State::AwaitingReply { server: awaited, .. }) if awaited == server) {
             self.wake_with_peer_died(caller);
         }
     }

@@ -108,13 +108,7 @@ impl Campaign {
             .iter()
             .map(|target| (*target, self.injected.iter().filter(|(t, _)| t == target).count()))
             .collect();
-        let list = |pairs: &[(&str, usize)]| {
-            pairs
-                .iter()
-                .map(|(name, count)| format!("{name} {count}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let list = |pairs: &[(&str, usize)]| join(pairs, |name, count| format!("{name} {count}"));
         let errors = self.workload.errors + self.chatter.0;
         println!("faultinj: report (seed {}, {} asked)", self.seed, self.count);
         println!("faultinj: faults injected: {}", self.injected.len());
@@ -135,13 +129,7 @@ impl Campaign {
              p99 {p99:.2}, max {maximum:.2}; {} did not recover in time",
             self.lost
         );
-        let json_pairs = |pairs: &[(&str, usize)]| {
-            pairs
-                .iter()
-                .map(|(name, count)| format!("\"{name}\": {count}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let json_pairs = |pairs: &[(&str, usize)]| join(pairs, |name, count| format!("\"{name}\": {count}"));
         let json: String = format!(
             "{{\"seed\": {}, \"faults\": {}, \"by_type\": {{{}}}, \"by_target\": {{{}}}, \"restarts\": {}, \
              \"client_errors\": {errors}, \"mismatches\": {}, \"writes\": {}, \"reads\": {}, \
@@ -159,4 +147,13 @@ impl Campaign {
         );
         println!("faultinj-json: {json}");
     }
+}
+
+/// `pairs`, each written by `write`, separated by commas.
+fn join(pairs: &[(&str, usize)], write: impl Fn(&str, usize) -> String) -> String {
+    pairs
+        .iter()
+        .map(|&(name, count)| write(name, count))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
