@@ -402,7 +402,7 @@ impl System<'_> {
     fn serve(&mut self) -> u64 {
         let buffer = Buffer::main_thread();
         let endpoint = self.launcher.endpoint();
-        let mut received = match endpoint.receive() {
+        let mut received = match receive(endpoint) {
             Ok(received) => received,
             Err(error) => return stopped_serving(error),
         };
@@ -412,7 +412,7 @@ impl System<'_> {
                 // act: a restart destroys the thread this reply goes to.
                 let _ = runtime::ipc::reply(&Message::new(0, &[]));
                 self.fault(received.badge & !FAULT_BIT, &received.message.words);
-                received = match endpoint.receive() {
+                received = match receive(endpoint) {
                     Ok(received) => received,
                     Err(error) => return stopped_serving(error),
                 };
@@ -461,10 +461,28 @@ impl System<'_> {
                 Err(code) => service::error_reply(code),
             };
             // A caller that died before the reply costs only the reply.
-            received = match endpoint.reply_receive(&reply).or_else(|_| endpoint.receive()) {
+            received = match endpoint.reply_receive(&reply).or_else(|_| receive(endpoint)) {
                 Ok(received) => received,
                 Err(error) => return stopped_serving(error),
             };
+        }
+    }
+}
+
+/// Receives on init's endpoint. That endpoint never dies, so a `PeerDied`
+/// from it is a wake-up meant for somebody else (a known kernel fault,
+/// still open): init says so and receives again, a bounded number of
+/// times in a row.
+fn receive(endpoint: Endpoint) -> Result<runtime::ipc::Received, abi::Error> {
+    const SPURIOUS_WAKE_UPS: u32 = 16;
+    let mut attempt = 1;
+    loop {
+        match endpoint.receive() {
+            Err(error) if error.kind == abi::ErrorKind::PeerDied && attempt < SPURIOUS_WAKE_UPS => {
+                println!("init: woken with PeerDied on its own endpoint; receiving again");
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }
