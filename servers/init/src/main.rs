@@ -469,17 +469,21 @@ impl System<'_> {
     }
 }
 
-/// Receives on init's endpoint. That endpoint never dies, so a `PeerDied`
-/// from it is a wake-up meant for somebody else (a known kernel fault,
-/// still open): init says so and receives again, a bounded number of
-/// times in a row.
+/// Receives on init's endpoint. That endpoint never dies, so `PeerDied`
+/// from it is a wake-up meant for somebody else, and `InvalidState` means
+/// its queue held a thread that was no longer sending (the kernel drops
+/// that entry). Both are a known kernel fault, still open: init says so
+/// and receives again, a bounded number of times in a row.
 fn receive(endpoint: Endpoint) -> Result<runtime::ipc::Received, abi::Error> {
     const SPURIOUS_WAKE_UPS: u32 = 16;
     let mut attempt = 1;
     loop {
         match endpoint.receive() {
-            Err(error) if error.kind == abi::ErrorKind::PeerDied && attempt < SPURIOUS_WAKE_UPS => {
-                println!("init: woken with PeerDied on its own endpoint; receiving again");
+            Err(error)
+                if matches!(error.kind, abi::ErrorKind::PeerDied | abi::ErrorKind::InvalidState)
+                    && attempt < SPURIOUS_WAKE_UPS =>
+            {
+                println!("init: receive on its own endpoint failed ({error:?}); receiving again");
                 attempt += 1;
             }
             other => return other,
