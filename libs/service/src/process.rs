@@ -1,6 +1,9 @@
 //! What a process started by init finds in its CSpace and its start
 //! arguments.
 
+use runtime::capability::{AddressSpace, CSpace, Memory, Slots};
+use runtime::thread::ThreadSpawn;
+
 /// The fixed slots of a process's CSpace.
 pub mod slot {
     use runtime::capability::Slot;
@@ -57,5 +60,21 @@ impl Start {
             badge: packed as u32,
             generation: (packed >> 32) as u32,
         }
+    }
+}
+
+/// More threads in this process: paid from its pool, in its address space
+/// and CSpace (the slots init filled), their capabilities in `slots`. They
+/// take this thread's priority (a thread of higher priority than another of
+/// its process could spin for ever on a lock, the heap's, the other holds)
+/// and have no fault endpoint.
+pub fn thread_spawner(slots: &Slots) -> ThreadSpawn<'_> {
+    ThreadSpawn {
+        memory: Memory(slot::MEMORY),
+        address_space: AddressSpace(slot::ADDRESS_SPACE),
+        cspace: CSpace(slot::CSPACE),
+        slots,
+        fault_endpoint: None,
+        priority: None,
     }
 }

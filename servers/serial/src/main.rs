@@ -10,10 +10,8 @@
 extern crate alloc;
 
 use alloc::collections::VecDeque;
-use runtime::capability::AddressSpace;
-use runtime::capability::{self, CSpace, Destination, Endpoint, IoPorts, Irq, Memory, Notification, Slot, Slots};
+use runtime::capability::{self, Destination, Endpoint, IoPorts, Irq, Memory, Notification, Slot, Slots};
 use runtime::ipc::Buffer;
-use runtime::thread::ThreadSpawn;
 use serial::{MAX_READ, MAX_WRITE, Reply, Request, Serial};
 use service::process::{CSPACE_SLOTS, slot};
 use service::{ErrorCode, Response};
@@ -54,15 +52,7 @@ fn run() -> Result<(), abi::Error> {
     capability::mint(interrupts, Destination::own(interrupt_signal.0), abi::Rights::WRITE, 1)?;
     IRQ.bind(interrupt_signal)?;
     PORTS.write(COM1 + 1, 1, 1)?; // receive-data interrupt on
-    let spawner = ThreadSpawn {
-        memory,
-        address_space: AddressSpace(slot::ADDRESS_SPACE),
-        cspace: CSpace(slot::CSPACE),
-        slots: &slots,
-        fault_endpoint: None,
-        priority: None,
-    };
-    spawner.spawn(move |_| receive_loop(interrupts))?;
+    service::process::thread_spawner(&slots).spawn(move |_| receive_loop(interrupts))?;
     let endpoint = Endpoint(slot::ENDPOINT);
     service::names::register("serial", endpoint.0, buffer)
         .map_err(|_| abi::Error::new(abi::ErrorKind::InvalidState))?;

@@ -40,11 +40,10 @@ use abi::fault::{EXITED, FAULT_LABEL, word};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
-use runtime::capability::{self, AddressSpace, CSpace, Destination, Endpoint, Memory, Slot, Slots};
+use runtime::capability::{self, Destination, Endpoint, Slot, Slots};
 use runtime::ipc::{Buffer, Message};
 use runtime::println;
 use runtime::syscall::{sleep_ms, uptime_ms};
-use runtime::thread::ThreadSpawn;
 use service::control::{Control, ControlReply, ControlRequest};
 use service::init::{FAULT_BIT, Init, InitReply, InitRequest};
 use service::process::{CSPACE_SLOTS, Start, slot};
@@ -200,14 +199,7 @@ fn run() -> Result<(), &'static str> {
     let ticker = Endpoint(slots.allocate().map_err(|_| "no slots")?);
     capability::mint(endpoint, Destination::own(ticker.0), Rights::WRITE, TICK_BADGE)
         .map_err(|_| "cannot make the ticker's capability")?;
-    let spawner = ThreadSpawn {
-        memory: Memory(slot::MEMORY),
-        address_space: AddressSpace(slot::ADDRESS_SPACE),
-        cspace: CSpace(slot::CSPACE),
-        slots: &slots,
-        fault_endpoint: None,
-        priority: None,
-    };
+    let spawner = service::process::thread_spawner(&slots);
     spawner
         .spawn(move |_| loop {
             sleep_ms(TICK_MS);

@@ -35,11 +35,10 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use fault_hooks::Fault;
 use report::Campaign;
 use runtime::syscall::cycles;
-use runtime::capability::{AddressSpace, CSpace, Memory, Slots};
+use runtime::capability::Slots;
 use runtime::ipc::Buffer;
 use runtime::println;
 use runtime::syscall::sleep_ms;
-use runtime::thread::ThreadSpawn;
 use serial::Serial;
 use service::Client;
 use service::init::{Init, InitRequest};
@@ -94,16 +93,7 @@ fn main() -> u64 {
             return 1;
         }
     };
-    let spawner = ThreadSpawn {
-        memory: Memory(slot::MEMORY),
-        address_space: AddressSpace(slot::ADDRESS_SPACE),
-        cspace: CSpace(slot::CSPACE),
-        slots: &slots,
-        fault_endpoint: None,
-        // The process's own: a thread of higher priority than another
-        // would spin for ever on a lock (the heap's) the other holds.
-        priority: None,
-    };
+    let spawner = service::process::thread_spawner(&slots);
     let started = workload::carve(&slots, 64)
         .and_then(|own| workload::start(&spawner, own, seed))
         .and_then(|()| workload::carve(&slots, 4))
