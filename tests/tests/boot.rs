@@ -59,7 +59,16 @@ fn shell_commands_work() {
         .skip_while(|line| !line.starts_with("NAME"))
         .take(10)
         .collect();
-    for name in ["init ", "names ", "supervisor ", "serial ", "pci ", "virtio-blk ", "fs ", "shell "] {
+    for name in [
+        "init ",
+        "names ",
+        "supervisor ",
+        "serial ",
+        "pci ",
+        "virtio-blk ",
+        "fs ",
+        "shell ",
+    ] {
         assert!(
             table.iter().any(|row| row.starts_with(name) && row.contains("running")),
             "no {name:?} in {table:#?}"

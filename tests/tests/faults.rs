@@ -48,8 +48,16 @@ fn a_thousand_faults_lose_no_acknowledged_write_and_fsck_is_clean() {
     // Straight to the process's stderr, past the test harness's capture, so
     // that the figures appear in every run's log.
     let _ = writeln!(std::io::stderr(), "{report}");
-    assert_eq!(finished.outcome, Some(Outcome::Success), "the system did not power off cleanly:\n{output}");
-    assert_eq!(figure(output, "faultinj: faults injected:"), u64::from(FAULTS), "{report}");
+    assert_eq!(
+        finished.outcome,
+        Some(Outcome::Success),
+        "the system did not power off cleanly:\n{output}"
+    );
+    assert_eq!(
+        figure(output, "faultinj: faults injected:"),
+        u64::from(FAULTS),
+        "{report}"
+    );
     assert_eq!(figure(output, "faultinj: data mismatches:"), 0, "{report}");
     assert!(figure(output, "faultinj: restarts:") > 0, "{report}");
     assert!(output.contains("faultinj-json: {"), "{report}");

@@ -23,7 +23,9 @@ fn generation_and_restarts(row: &str) -> (u32, u32) {
         .iter()
         .position(|word| word.parse::<u8>().is_ok())
         .unwrap_or_else(|| panic!("no priority in {row:?}"));
-    let generation = numbers[at + 1].parse().unwrap_or_else(|_| panic!("no generation in {row:?}"));
+    let generation = numbers[at + 1]
+        .parse()
+        .unwrap_or_else(|_| panic!("no generation in {row:?}"));
     let restarts = numbers[at + 2].parse().unwrap_or(0);
     (generation, restarts)
 }
@@ -66,7 +68,11 @@ fn faults_from_the_shell_are_survived_and_so_is_the_supervisors_own_death() {
     );
     // The file reads back after the stuck request and after the garbage
     // reply (the supervisor's lines may come between command and answer).
-    assert_eq!(output.lines().filter(|line| line.trim_end() == "kept").count(), 2, "output:\n{output}");
+    assert_eq!(
+        output.lines().filter(|line| line.trim_end() == "kept").count(),
+        2,
+        "output:\n{output}"
+    );
     // At least these generations and restarts (a loaded machine may add a
     // restart for a missed heartbeat).
     let (generation, _) = generation_and_restarts(ps_row(output, "supervisor"));
@@ -90,7 +96,10 @@ fn a_driver_that_fails_at_every_start_is_backed_off_then_held() {
     let output = &finished.output;
     assert_eq!(finished.outcome, Some(Outcome::Success), "output:\n{output}");
     assert!(ps_row(output, "ata").contains("held"), "{output}");
-    assert_contains(output, &["held after 5 quick failures in a row", "exited with status 1"]);
+    assert_contains(
+        output,
+        &["held after 5 quick failures in a row", "exited with status 1"],
+    );
     // Each quick failure doubles the wait before the next copy.
     let delays: Vec<u64> = output
         .lines()

@@ -49,7 +49,9 @@ pub fn run(count: u32, seed: u64) -> Result<(), String> {
     let watchdog_pid = child.id();
     std::thread::spawn(move || {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-        let _ = std::process::Command::new("kill").arg(watchdog_pid.to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(watchdog_pid.to_string())
+            .status();
     });
     let transcript_path = root.join(TRANSCRIPT);
     let mut transcript =
@@ -84,9 +86,17 @@ pub fn run(count: u32, seed: u64) -> Result<(), String> {
     let json = json.ok_or("the campaign printed no report (see above)")?;
     let json_path = root.join(JSON);
     std::fs::write(&json_path, format!("{json}\n")).map_err(|error| error.to_string())?;
-    println!("JSON report: {}; console transcript: {}", json_path.display(), transcript_path.display());
+    println!(
+        "JSON report: {}; console transcript: {}",
+        json_path.display(),
+        transcript_path.display()
+    );
     let (clean, fsck) = data_disk::check(&disk).map_err(|error| error.to_string())?;
-    println!("e2fsck -fn {}: {}", Path::new(DISK).display(), if clean { "clean" } else { "NOT clean" });
+    println!(
+        "e2fsck -fn {}: {}",
+        Path::new(DISK).display(),
+        if clean { "clean" } else { "NOT clean" }
+    );
     if !clean {
         println!("{fsck}");
     }
@@ -100,7 +110,9 @@ pub fn run(count: u32, seed: u64) -> Result<(), String> {
 
 /// Draws "K/N" as a bar on the terminal's error stream.
 fn show_progress(progress: &str) {
-    let Some((done, total)) = progress.split_once('/') else { return };
+    let Some((done, total)) = progress.split_once('/') else {
+        return;
+    };
     let (Ok(done), Ok(total)) = (done.trim().parse::<u64>(), total.trim().parse::<u64>()) else {
         return;
     };

@@ -552,6 +552,7 @@ impl<O: Clone + Ord> CapabilityTable<O> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::test_random::Random;
     use std::collections::{BTreeMap, BTreeSet};
     use std::vec;
     use std::vec::Vec;
@@ -1104,26 +1105,6 @@ mod tests {
         drop(deep_chain());
     }
 
-    /// A tiny xorshift generator: deterministic, no crates.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-    }
-
     /// The reference model: capabilities with a naive parent key each.
     #[derive(Default)]
     struct Model {
@@ -1289,7 +1270,7 @@ mod tests {
 
     #[test]
     fn random_operations_match_a_reference_model() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Random(0x9e37_79b9_7f4a_7c15);
         let mut table = Table::new();
         let mut model = Model::default();
         let mut dead = vec![CSpaceId(u32::MAX)];
@@ -1301,7 +1282,7 @@ mod tests {
 
         for step in 0..20_000 {
             let live: Vec<CSpaceId> = model.cspaces.keys().copied().collect();
-            let pick_slot = |rng: &mut Rng| {
+            let pick_slot = |rng: &mut Random| {
                 let cspace = if live.is_empty() || rng.chance(3) {
                     dead[rng.below(dead.len() as u64) as usize]
                 } else {

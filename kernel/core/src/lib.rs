@@ -17,3 +17,6 @@ pub mod queues;
 pub mod scheduler;
 
 pub mod capability_table;
+
+#[cfg(test)]
+mod test_random;

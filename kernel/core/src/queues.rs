@@ -208,6 +208,7 @@ impl<T: Copy + Eq> Default for WaitQueue<T> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::test_random::Random;
     use std::vec::Vec;
 
     /// The priorities where the bitmap changes word, and their neighbours.
@@ -435,29 +436,13 @@ mod tests {
         assert_eq!(queue.pop(), Some(6));
     }
 
-    /// Marsaglia's xorshift64: enough randomness for a test, no crates.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, bound: usize) -> usize {
-            (self.next() % bound as u64) as usize
-        }
-
-        /// Often a boundary or a few crowded levels, so levels hold several
-        /// items; sometimes anything.
-        fn priority(&mut self) -> Priority {
-            match self.below(3) {
-                0 => BOUNDARIES[self.below(BOUNDARIES.len())],
-                1 => 100 + self.below(4) as Priority,
-                _ => self.next() as Priority,
-            }
+    /// Often a boundary or a few crowded levels, so levels hold several
+    /// items; sometimes anything.
+    fn priority(random: &mut Random) -> Priority {
+        match random.index(3) {
+            0 => BOUNDARIES[random.index(BOUNDARIES.len())],
+            1 => 100 + random.index(4) as Priority,
+            _ => random.next() as Priority,
         }
     }
 
@@ -490,32 +475,32 @@ mod tests {
 
     #[test]
     fn run_queue_matches_a_naive_model() {
-        let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
         let mut queue = RunQueue::new();
         let mut model = RunModel::default();
         for step in 0..20_000 {
             // Alternate filling and draining so the queue empties and refills.
             let draining = (step / 500) % 2 == 1;
-            match random.below(10) {
+            match random.index(10) {
                 0..=4 if draining => assert_eq!(queue.pop_highest(), model.pop()),
                 0..=2 => {
-                    let (item, priority) = (random.below(64) as u32, random.priority());
+                    let (item, priority) = (random.index(64) as u32, priority(&mut random));
                     queue.push_back(item, priority);
                     model.0.push((item, priority));
                 }
                 3 | 4 => {
-                    let (item, priority) = (random.below(64) as u32, random.priority());
+                    let (item, priority) = (random.index(64) as u32, priority(&mut random));
                     queue.push_front(item, priority);
                     model.0.insert(0, (item, priority));
                 }
                 5..=7 => assert_eq!(queue.pop_highest(), model.pop()),
                 8 if !model.0.is_empty() => {
-                    let (item, priority) = model.0[random.below(model.0.len())];
+                    let (item, priority) = model.0[random.index(model.0.len())];
                     assert!(model.remove(item, priority));
                     assert!(queue.remove(item, priority));
                 }
                 _ => {
-                    let (item, priority) = (random.below(64) as u32, random.priority());
+                    let (item, priority) = (random.index(64) as u32, priority(&mut random));
                     assert_eq!(queue.remove(item, priority), model.remove(item, priority));
                 }
             }
@@ -563,14 +548,14 @@ mod tests {
 
     #[test]
     fn wait_queue_matches_a_naive_model() {
-        let mut random = XorShift(0x2545_f491_4f6c_dd1d);
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
         let mut queue = WaitQueue::new();
         let mut model = WaitModel::default();
         for step in 0..20_000 {
             // Items are unique, as a thread waits in one place at a time.
-            let item = random.below(96) as u32;
-            let priority = random.priority();
-            match random.below(10) {
+            let item = random.index(96) as u32;
+            let priority = priority(&mut random);
+            match random.index(10) {
                 0..=3 => {
                     if !model.0.iter().any(|&(queued, _)| queued == item) {
                         queue.push(item, priority);

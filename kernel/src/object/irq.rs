@@ -1,7 +1,9 @@
 //! Irq: authority over one interrupt line, and the notification it signals.
 //!
 //! The kernel masks a line when it fires and signals the bound
-//! notification; the line stays masked until the driver acknowledges. The
+//! notification; the line stays masked until the driver acknowledges (an
+//! edge on an edge-triggered line while it is masked is lost: drivers
+//! acknowledge before they look at the device again). The
 //! binding holds its own copy of the notification capability (in a CSpace
 //! private to this table), so the notification lives while it is bound.
 

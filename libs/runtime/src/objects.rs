@@ -211,6 +211,10 @@ impl Irq {
 
     /// Unmasks the line after handling an interrupt.
     ///
+    /// An edge that arrives on an edge-triggered (ISA) line while it is
+    /// masked is lost, so acknowledge before looking at the device for more
+    /// work, not after.
+    ///
     /// # Errors
     /// `InvalidState` if it is not bound.
     pub fn acknowledge(self) -> Result<(), Error> {

@@ -83,13 +83,18 @@ impl<P: Protocol> Client<P> {
                 // The server died: during the call, or before it, taking its
                 // endpoint (and this copy of it) with it.
                 Err(CallError::Kernel(error)) => {
-                    error.kind == ErrorKind::PeerDied || (error.kind == ErrorKind::EmptySlot && error.argument == Some(0))
+                    error.kind == ErrorKind::PeerDied
+                        || (error.kind == ErrorKind::EmptySlot && error.argument == Some(0))
                 }
                 Err(CallError::MalformedReply) => false,
                 _ => return outcome,
             };
             if !P::idempotent(request) {
-                return Err(if died { CallError::ServerDied } else { CallError::MalformedReply });
+                return Err(if died {
+                    CallError::ServerDied
+                } else {
+                    CallError::MalformedReply
+                });
             }
             if attempt == ATTEMPTS {
                 return outcome;

@@ -49,7 +49,10 @@ impl Start {
     /// The two start arguments: `rsi` holds the badge in its low half and
     /// the generation in its high half.
     pub fn arguments(self) -> [u64; 2] {
-        [self.first_free, u64::from(self.badge) | (u64::from(self.generation) << 32)]
+        [
+            self.first_free,
+            u64::from(self.badge) | (u64::from(self.generation) << 32),
+        ]
     }
 
     /// What this process was started with.

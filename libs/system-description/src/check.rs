@@ -213,7 +213,9 @@ impl SystemDescription {
                 report(
                     here,
                     "on_failure",
-                    String::from("names and the supervisor are watched by init, which restarts the supervisor and holds names"),
+                    String::from(
+                        "names and the supervisor are watched by init, which restarts the supervisor and holds names",
+                    ),
                 );
             } else if supervised && supervisor.is_none() {
                 report(
@@ -452,7 +454,11 @@ mod tests {
         supervisor.provides = vec!["supervisor".to_string()];
         assert!(problem(vec![supervisor.clone(), driver.clone()]).contains("needs control = true"));
         supervisor.control = true;
-        assert!(description(vec![supervisor.clone(), driver.clone()]).check(sizes).is_ok());
+        assert!(
+            description(vec![supervisor.clone(), driver.clone()])
+                .check(sizes)
+                .is_ok()
+        );
         driver.heartbeat_ms = Some(10);
         let found: Vec<String> = description(vec![supervisor.clone(), driver.clone()])
             .check(sizes)

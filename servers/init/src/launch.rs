@@ -102,7 +102,11 @@ impl<'a> Launcher<'a> {
     ) -> Result<(Slot, Vec<Device>), String> {
         let failed = |what: &str, error: Error| alloc::format!("{what}: {error:?}");
         let slots = process_slots(badge).ok_or_else(|| String::from("init has no slots for so many processes"))?;
-        let slot = || slots.allocate().map_err(|_| String::from("the process's range of init's slots is full"));
+        let slot = || {
+            slots
+                .allocate()
+                .map_err(|_| String::from("the process's range of init's slots is full"))
+        };
         let image = self
             .archive
             .find(&process.program)

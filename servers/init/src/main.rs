@@ -35,9 +35,9 @@ use alloc::vec::Vec;
 use runtime::capability::{self, Destination, Endpoint, PortControl, Slot};
 use runtime::ipc::{Buffer, Message};
 use runtime::println;
+use service::ErrorCode;
 use service::control::CONTROL_BADGE;
 use service::init::{FAULT_BIT, Init, InitReply, InitRequest, ProcessInfo, ProcessState, SupervisedInfo};
-use service::ErrorCode;
 use system_description::{Process, SystemDescription};
 
 runtime::entry!(main, heap_kib = 512);
@@ -198,9 +198,9 @@ impl System<'_> {
             record.endpoint_live = true;
         }
         let endpoint = record.endpoint.map(Endpoint);
-        let (pool, devices) = self
-            .launcher
-            .start(process, index as u64 + 1, generation, faults, endpoint, pci.as_deref())?;
+        let (pool, devices) =
+            self.launcher
+                .start(process, index as u64 + 1, generation, faults, endpoint, pci.as_deref())?;
         record.pool = Some(pool);
         record.pci = devices;
         Ok(())
@@ -346,13 +346,10 @@ impl System<'_> {
             .iter()
             .enumerate()
             .flat_map(|(index, record)| {
-                record
-                    .pci
-                    .iter()
-                    .map(move |device| {
-                        let address = device.address;
-                        ([address.bus, address.device, address.function], index as u64 + 1)
-                    })
+                record.pci.iter().map(move |device| {
+                    let address = device.address;
+                    ([address.bus, address.device, address.function], index as u64 + 1)
+                })
             })
             .collect();
         Ok(InitReply::PciOwners(owners))
@@ -361,10 +358,18 @@ impl System<'_> {
     /// A fault or exit of a process init watches: the supervisor is
     /// restarted, the others are reported and stay stopped.
     fn fault(&mut self, badge: u64, words: &[u64]) {
-        let Some(index) = (badge as usize).checked_sub(1) else { return };
-        let Some(row) = self.table.get_mut(index + 1) else { return };
+        let Some(index) = (badge as usize).checked_sub(1) else {
+            return;
+        };
+        let Some(row) = self.table.get_mut(index + 1) else {
+            return;
+        };
         row.state = if words[word::VECTOR] == EXITED {
-            println!("init: process '{}' exited with status {}", row.name, words[word::ERROR_CODE]);
+            println!(
+                "init: process '{}' exited with status {}",
+                row.name,
+                words[word::ERROR_CODE]
+            );
             ProcessState::Exited(words[word::ERROR_CODE])
         } else {
             println!(

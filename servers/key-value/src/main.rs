@@ -28,9 +28,7 @@ fn main() -> u64 {
     // Serve: one handler call per request; the loop never ends unless the
     // endpoint is destroyed.
     let mut store: BTreeMap<String, String> = BTreeMap::new();
-    service::serve::<KeyValue>(endpoint, buffer, None, |request| {
-        handle(&mut store, request.body)
-    });
+    service::serve::<KeyValue>(endpoint, buffer, None, |request| handle(&mut store, request.body));
     1
 }
 

@@ -163,7 +163,10 @@ impl Bus {
                         self.owners[index] = Some(owner);
                     }
                 }
-                runtime::println!("pci: restarted; {} devices have owners again", self.owners.iter().flatten().count());
+                runtime::println!(
+                    "pci: restarted; {} devices have owners again",
+                    self.owners.iter().flatten().count()
+                );
             }
             other => runtime::println!("pci: restarted, but init did not say who owns what: {other:?}"),
         }

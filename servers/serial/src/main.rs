@@ -60,15 +60,21 @@ fn run() -> Result<(), abi::Error> {
     Err(error)
 }
 
-/// The interrupt thread: drain the UART into the buffer, acknowledge.
+/// The interrupt thread: acknowledge, drain the UART into the buffer, wait.
+///
+/// COM1's line is edge-triggered, and the I/O APIC drops an edge that
+/// arrives while the line is masked. Unmasking before draining means a byte
+/// that arrives after the last look raises an edge the kernel sees; draining
+/// before unmasking would lose it, and with it every later interrupt, since
+/// the UART holds its line up until the byte is read.
 fn receive_loop(interrupts: Notification) -> u64 {
     loop {
-        // Drain first: bytes may have arrived before the line was bound.
+        let _ = IRQ.acknowledge();
+        // Also drains what arrived before the line was bound.
         while PORTS.read(LINE_STATUS, 1).is_ok_and(|status| status & DATA_READY != 0) {
             let Ok(byte) = PORTS.read(COM1, 1) else { break };
             INPUT.lock().push_back(byte as u8);
         }
-        let _ = IRQ.acknowledge();
         if interrupts.wait().is_err() {
             return 1;
         }

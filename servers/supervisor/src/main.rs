@@ -130,7 +130,10 @@ impl Shared {
             generation,
             event,
         };
-        println!("supervisor: {} (generation {}): {:?}", entry.name, entry.generation, event);
+        println!(
+            "supervisor: {} (generation {}): {:?}",
+            entry.name, entry.generation, event
+        );
         if self.log.len() == LOG_CAPACITY {
             self.log.pop_front();
         }
@@ -194,16 +197,22 @@ fn run() -> Result<(), &'static str> {
             shared.watched.len(),
             start.generation
         );
-        shared.append(String::from(system_description::SUPERVISOR), start.generation, Event::SupervisorStarted);
+        shared.append(
+            String::from(system_description::SUPERVISOR),
+            start.generation,
+            Event::SupervisorStarted,
+        );
     }
     let ticker = Endpoint(slots.allocate().map_err(|_| "no slots")?);
     capability::mint(endpoint, Destination::own(ticker.0), Rights::WRITE, TICK_BADGE)
         .map_err(|_| "cannot make the ticker's capability")?;
     let spawner = service::process::thread_spawner(&slots);
     spawner
-        .spawn(move |_| loop {
-            sleep_ms(TICK_MS);
-            let _ = ticker.send(&Message::new(0, &[]));
+        .spawn(move |_| {
+            loop {
+                sleep_ms(TICK_MS);
+                let _ = ticker.send(&Message::new(0, &[]));
+            }
         })
         .map_err(|_| "cannot start the ticker")?;
     let watched = SHARED.lock().watched.len();
@@ -514,7 +523,11 @@ impl Main {
             }
             Request::Inject { name, fault } if name == system_description::SUPERVISOR => {
                 // Carried out after the reply (see `serve`); init restarts us.
-                if self_inflicted(fault) { Ok(Reply::Done) } else { Err(Error::Unreachable) }
+                if self_inflicted(fault) {
+                    Ok(Reply::Done)
+                } else {
+                    Err(Error::Unreachable)
+                }
             }
             Request::Inject { name, fault } => {
                 let index = self.find(&name)?;

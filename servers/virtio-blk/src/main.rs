@@ -96,7 +96,14 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
         if device.read_only() { ", read-only" } else { "" }
     );
     let receive = slots.allocate().map_err(|_| "no slots")?;
-    let error = block::serve(&mut device, Endpoint(slot::ENDPOINT), buffer, receive, &slots, OWN_SPACE);
+    let error = block::serve(
+        &mut device,
+        Endpoint(slot::ENDPOINT),
+        buffer,
+        receive,
+        &slots,
+        OWN_SPACE,
+    );
     runtime::println!("virtio-blk: stopped serving: {error:?}");
     Err("the endpoint failed")
 }

@@ -34,10 +34,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use fault_hooks::Fault;
 use report::Campaign;
-use runtime::syscall::cycles;
 use runtime::capability::Slots;
 use runtime::ipc::Buffer;
 use runtime::println;
+use runtime::syscall::cycles;
 use runtime::syscall::sleep_ms;
 use serial::Serial;
 use service::Client;
@@ -67,9 +67,12 @@ fn main() -> u64 {
         }
         slot
     };
-    let (Some(serial_slot), Some(pci_slot), Some(block_slot), Some(supervisor_slot)) =
-        (connect("serial"), connect("pci"), connect("block"), connect("supervisor"))
-    else {
+    let (Some(serial_slot), Some(pci_slot), Some(block_slot), Some(supervisor_slot)) = (
+        connect("serial"),
+        connect("pci"),
+        connect("block"),
+        connect("supervisor"),
+    ) else {
         return 1;
     };
     let (Ok(serial), Ok(pci), Ok(block), Ok(supervisor)) = (

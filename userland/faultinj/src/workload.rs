@@ -101,7 +101,10 @@ pub fn finish() -> Option<Outcome> {
 
 /// Errors the chatter thread saw, and its calls.
 pub fn chatter_errors() -> (u32, u64) {
-    (CHATTER_ERRORS.load(Ordering::Relaxed), CHATTER_CALLS.load(Ordering::Relaxed))
+    (
+        CHATTER_ERRORS.load(Ordering::Relaxed),
+        CHATTER_CALLS.load(Ordering::Relaxed),
+    )
 }
 
 /// The bytes of a file written with `seed`: a header (length, seed,

@@ -53,9 +53,10 @@ impl Connection {
                 Some(Fault::Kill) | None => Err(format!("unknown fault '{fault}'")),
                 Some(fault) => inject(supervisor, process, fault),
             },
-            ("restart", [process], Some(supervisor)) => {
-                answer(supervisor.call(&Request::Restart { name: (*process).into() })).map(|_| format!("restarted {process}\n"))
-            }
+            ("restart", [process], Some(supervisor)) => answer(supervisor.call(&Request::Restart {
+                name: (*process).into(),
+            }))
+            .map(|_| format!("restarted {process}\n")),
             _ => Err(String::from("usage: see 'help'")),
         };
         match result {

@@ -434,3 +434,229 @@ fn a_stopped_sleeper_does_not_wake() {
         "only runnable threads sleep"
     );
 }
+
+/// Checks that every queue, record and list agrees with every thread's
+/// state: the invariants the kernel relies on when it pops a queue or wakes
+/// a recorded caller.
+fn check_invariants(ipc: &Ipc, context: &str) {
+    let threads: Vec<(ThreadId, &ThreadIpc)> = ipc
+        .threads
+        .0
+        .iter()
+        .enumerate()
+        .filter_map(|(index, record)| Some((ThreadId(index as u32), record.as_ref()?)))
+        .collect();
+    let mut queued: Vec<ThreadId> = Vec::new();
+    for (index, endpoint) in ipc.endpoints.0.iter().enumerate() {
+        let Some(endpoint) = endpoint else { continue };
+        let id = EndpointId(index as u32);
+        for sender in endpoint.senders.iter() {
+            assert!(
+                matches!(ipc.state(sender), Some(State::Sending { endpoint, .. }) if endpoint == id),
+                "{context}: {sender:?} queued to send on {id:?} but {:?}",
+                ipc.state(sender)
+            );
+            queued.push(sender);
+        }
+        for receiver in endpoint.receivers.iter() {
+            assert_eq!(
+                ipc.state(receiver),
+                Some(State::Receiving { endpoint: id }),
+                "{context}: {receiver:?} queued to receive on {id:?}"
+            );
+            queued.push(receiver);
+        }
+    }
+    for (index, notification) in ipc.notifications.0.iter().enumerate() {
+        let Some(notification) = notification else { continue };
+        let id = NotificationId(index as u32);
+        for waiter in notification.waiters.iter() {
+            assert_eq!(
+                ipc.state(waiter),
+                Some(State::Waiting { notification: id }),
+                "{context}: {waiter:?} queued on {id:?}"
+            );
+            queued.push(waiter);
+        }
+    }
+    for &(until, sleeper) in &ipc.sleepers {
+        assert_eq!(
+            ipc.state(sleeper),
+            Some(State::Sleeping { until }),
+            "{context}: {sleeper:?} asleep"
+        );
+        queued.push(sleeper);
+    }
+    let mut unique = queued.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        queued.len(),
+        "{context}: a thread waits in two places: {queued:?}"
+    );
+    let mut runnable = 0;
+    for &(thread, record) in &threads {
+        let waits_somewhere = queued.contains(&thread);
+        match record.state {
+            State::Sending { endpoint, .. } | State::Receiving { endpoint } => {
+                assert!(
+                    waits_somewhere,
+                    "{context}: {thread:?} blocked on {endpoint:?} outside its queues"
+                );
+            }
+            State::Waiting { .. } | State::Sleeping { .. } => {
+                assert!(
+                    waits_somewhere,
+                    "{context}: {thread:?} {:?} but not queued",
+                    record.state
+                );
+            }
+            State::AwaitingReply { server, .. } => {
+                let held = ipc.threads.get(server.0).and_then(|server| server.caller);
+                assert_eq!(
+                    held,
+                    Some(Caller::Waiting(thread)),
+                    "{context}: {thread:?} awaits {server:?}, which does not hold its reply right"
+                );
+            }
+            State::Runnable => runnable += 1,
+            State::Stopped => {}
+        }
+        if let Some(Caller::Waiting(caller)) = record.caller {
+            assert!(
+                matches!(ipc.state(caller), Some(State::AwaitingReply { server, .. }) if server == thread),
+                "{context}: {thread:?} holds the reply right of {caller:?}, which is {:?}",
+                ipc.state(caller)
+            );
+        }
+    }
+    assert_eq!(
+        ipc.scheduler.runnable(),
+        runnable,
+        "{context}: run queue and states disagree"
+    );
+    if let Some(current) = ipc.scheduler.current() {
+        assert_eq!(
+            ipc.state(current),
+            Some(State::Runnable),
+            "{context}: {current:?} on the CPU"
+        );
+    }
+}
+
+/// Random syscalls by whichever thread runs, and random teardown and reuse
+/// of threads, endpoints and notifications, as the kernel drives them: after
+/// every step the invariants hold and every thread woken with `PeerDied` is
+/// runnable.
+#[test]
+fn random_operations_keep_every_queue_consistent() {
+    use crate::test_random::Random;
+    const THREADS: u32 = 7;
+    const ENDPOINTS: u32 = 3;
+    const NOTIFICATIONS: u32 = 2;
+    for seed in 1..=300u64 {
+        let mut random = Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut ipc = Ipc::new();
+        for thread in 0..THREADS {
+            ipc.add_thread(ThreadId(thread), random.below(4) as u8 * 10);
+            ipc.start(ThreadId(thread)).unwrap();
+        }
+        (0..ENDPOINTS).for_each(|endpoint| ipc.add_endpoint(EndpointId(endpoint)));
+        (0..NOTIFICATIONS).for_each(|notification| ipc.add_notification(NotificationId(notification)));
+        let mut now = 0;
+        for step in 0..3_000 {
+            let endpoint = EndpointId(random.below(u64::from(ENDPOINTS)) as u32);
+            let notification = NotificationId(random.below(u64::from(NOTIFICATIONS)) as u32);
+            let anyone = ThreadId(random.below(u64::from(THREADS)) as u32);
+            let blocking = random.chance(80);
+            let operation = random.below(22);
+            let done = match (ipc.scheduler.choose(), operation) {
+                (Some(current), 0..=2) => {
+                    let kind = if random.chance(50) {
+                        SendKind::Send
+                    } else {
+                        SendKind::Call
+                    };
+                    let _ = ipc.send(current, endpoint, step, kind, false, blocking);
+                    "send"
+                }
+                (Some(current), 3..=5) => {
+                    let _ = ipc.receive(current, endpoint, blocking);
+                    "receive"
+                }
+                (Some(current), 6 | 7) => {
+                    let _ = ipc.reply(current);
+                    if random.chance(50) {
+                        let _ = ipc.receive(current, endpoint, true);
+                    }
+                    "reply"
+                }
+                (Some(current), 8) => {
+                    let _ = ipc.wait(current, notification, blocking);
+                    "wait"
+                }
+                (Some(current), 9) => {
+                    let _ = ipc.sleep(current, now + random.below(3));
+                    "sleep"
+                }
+                (Some(current), 10) => {
+                    // An exception or an exit with a fault handler.
+                    ipc.stop(current);
+                    let _ = ipc.send(current, endpoint, step, SendKind::Fault, false, true);
+                    "fault"
+                }
+                (Some(_), 11) => {
+                    ipc.scheduler.yield_current();
+                    "yield"
+                }
+                (_, 12) => {
+                    ipc.stop(anyone);
+                    "stop"
+                }
+                (_, 13 | 14) => {
+                    let _ = ipc.start(anyone);
+                    "start"
+                }
+                (_, 15) => {
+                    ipc.set_priority(anyone, random.below(4) as u8 * 10);
+                    "set priority"
+                }
+                (_, 16) => {
+                    // Destroyed, and its id used again at once.
+                    ipc.remove_thread(anyone);
+                    ipc.add_thread(anyone, random.below(4) as u8 * 10);
+                    "remove thread"
+                }
+                (_, 17) => {
+                    ipc.remove_endpoint(endpoint);
+                    ipc.add_endpoint(endpoint);
+                    "remove endpoint"
+                }
+                (_, 18) => {
+                    ipc.remove_notification(notification);
+                    ipc.add_notification(notification);
+                    "remove notification"
+                }
+                (_, 19) => {
+                    let _ = ipc.signal(notification, 1 << random.below(4));
+                    "signal"
+                }
+                _ => {
+                    now += 1;
+                    ipc.wake_sleepers(now);
+                    "tick"
+                }
+            };
+            let context = alloc::format!("seed {seed}, step {step}, {done}");
+            for woken in ipc.take_peer_died() {
+                assert_eq!(
+                    ipc.state(woken),
+                    Some(State::Runnable),
+                    "{context}: {woken:?} woken with PeerDied"
+                );
+            }
+            check_invariants(&ipc, &context);
+        }
+    }
+}
