@@ -38,11 +38,12 @@ pub fn check_tools() -> Result<(), Error> {
 
 /// Writes a fresh ext2 filesystem of `mib` MiB to `path` (replacing it);
 /// the filesystem takes `filesystem_mib` of it (the rest, if any, is left
-/// for raw-disk benchmarks).
+/// for raw-disk benchmarks). With `contents`, the filesystem starts with a
+/// copy of that directory's tree (guest images, say).
 ///
 /// # Errors
 /// [`Error::MissingTool`] without e2fsprogs; [`Error::Build`] if it fails.
-pub fn create(path: &Path, mib: u64, filesystem_mib: u64) -> Result<(), Error> {
+pub fn create(path: &Path, mib: u64, filesystem_mib: u64, contents: Option<&Path>) -> Result<(), Error> {
     let mke2fs = tool("mke2fs")?;
     if let Some(directory) = path.parent() {
         std::fs::create_dir_all(directory).map_err(|error| Error::Io(directory.to_path_buf(), error))?;
@@ -52,6 +53,12 @@ pub fn create(path: &Path, mib: u64, filesystem_mib: u64) -> Result<(), Error> {
         .map_err(|error| Error::Io(path.to_path_buf(), error))?;
     let output = Command::new(mke2fs)
         .args(["-q", "-F", "-t", "ext2", "-b", BLOCK_SIZE, "-L", "data"])
+        .args(
+            contents
+                .map(|directory| [std::ffi::OsStr::new("-d"), directory.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .arg(path)
         .arg(format!("{}k", filesystem_mib.min(mib) << 10))
         .output()

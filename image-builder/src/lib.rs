@@ -65,7 +65,14 @@ pub struct Images {
     /// The kernel ELF with its debug information (for a debugger); the
     /// images carry a copy without it.
     pub kernel: PathBuf,
+    /// A directory to copy onto a data disk: `guests/` holds the guest
+    /// images built here ([`GUESTS`]), for the VMM to boot.
+    pub disk_contents: PathBuf,
 }
+
+/// Guest images built with every system (bare-metal programs the VMM
+/// boots, not processes of ours).
+pub const GUESTS: [&str; 1] = ["test-guest"];
 
 /// The workspace root (where `system.toml` lives).
 pub fn workspace_root() -> PathBuf {
@@ -104,7 +111,9 @@ pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     system::check(&description_path, &description, |program| {
         system::program_exists(&root, program).then_some(0)
     })?;
-    let binaries = compile(options, &programs)?;
+    let mut crates = programs.clone();
+    crates.extend(GUESTS.iter().map(|guest| String::from(*guest)));
+    let binaries = compile(options, &crates)?;
     let output = output_directory(options);
     std::fs::create_dir_all(&output).map_err(|error| Error::Io(output.clone(), error))?;
     let kernel = output.join("kernel");
@@ -142,10 +151,17 @@ pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     let archive = pack::pack(&kernel, &entries, &packed_description)?;
     let ramdisk = output.join("boot-archive");
     std::fs::write(&ramdisk, archive).map_err(|error| Error::Io(ramdisk.clone(), error))?;
+    let disk_contents = output.join("disk-contents");
+    let guests = disk_contents.join("guests");
+    std::fs::create_dir_all(&guests).map_err(|error| Error::Io(guests.clone(), error))?;
+    for guest in GUESTS {
+        strip_debug_info(&binaries.join(guest), &guests.join(guest))?;
+    }
     let images = Images {
         bios: output.join("bios.img"),
         uefi: output.join("uefi.img"),
         kernel,
+        disk_contents,
     };
     disk::write_images(&images, &loaded_kernel, &ramdisk)?;
     Ok(images)

@@ -6,7 +6,7 @@ use crate::arch::paging;
 use crate::memory::frames;
 use crate::memory::layout::USER_END;
 use crate::object::address_space::{AddressSpace, MapError};
-use crate::object::frame::Frame;
+use crate::object::frame::{Frame, MappedIn};
 use crate::object::memory::Pools;
 use crate::object::thread::{Thread, reference};
 use crate::object::{ObjectRef, Objects, original};
@@ -156,7 +156,7 @@ pub fn start_init(objects: &mut Objects, image: &[u8], archive: &[u8]) -> Result
         .insert(space)
         .ok_or(LoadError::Map(MapError::OutOfMemory))?;
     if let Some(frame) = objects.frames.get_mut(buffer_frame) {
-        frame.add_mapping(space, init::IPC_BUFFER);
+        frame.add_mapping(MappedIn::AddressSpace(space), init::IPC_BUFFER);
     }
 
     let cspace = objects.capabilities.create_cspace(init::CSPACE_SLOTS as u32);

@@ -112,6 +112,7 @@ extern "C" fn start(boot_info: &'static mut BootInfo, stack_top: u64) -> ! {
             arch::acpi::InterruptRouting::legacy()
         });
     arch::apic::init(&routing);
+    arch::virt::init();
 
     #[cfg(feature = "kernel-fault-test")]
     panic::trigger_test_fault();

@@ -311,7 +311,7 @@ pub fn assert_contains(output: &str, texts: &[&str]) {
 /// If e2fsprogs is missing or the image cannot be written.
 pub fn fresh_disk(name: &str, mib: u64) -> PathBuf {
     let path = image_builder::workspace_root().join(format!("target/disks/test-{name}.img"));
-    data_disk::create(&path, mib, mib).unwrap_or_else(|error| panic!("{error}"));
+    data_disk::create(&path, mib, mib, None).unwrap_or_else(|error| panic!("{error}"));
     path
 }
 

@@ -102,7 +102,7 @@ fn disk() -> Result<(), String> {
     };
     let images = image_builder::build(&options).map_err(|error| error.to_string())?;
     let disk = workspace_root().join(BENCH_DISK);
-    data_disk::create(&disk, BENCH_DISK_MIB, BENCH_FILESYSTEM_MIB).map_err(|error| error.to_string())?;
+    data_disk::create(&disk, BENCH_DISK_MIB, BENCH_FILESYSTEM_MIB, None).map_err(|error| error.to_string())?;
     let mut command = qemu::command(&images.bios, Firmware::Bios, Some(qemu::DataDisk::virtio(&disk)), false)
         .map_err(|error| error.to_string())?;
     let mut child = command

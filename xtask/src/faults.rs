@@ -34,7 +34,7 @@ pub fn run(count: u32, seed: u64) -> Result<(), String> {
     .map_err(|error| error.to_string())?;
     let root = workspace_root();
     let disk = root.join(DISK);
-    data_disk::create(&disk, DISK_MIB, DISK_MIB).map_err(|error| error.to_string())?;
+    data_disk::create(&disk, DISK_MIB, DISK_MIB, None).map_err(|error| error.to_string())?;
     let mut child = qemu::command(&images.bios, Firmware::Bios, Some(DataDisk::virtio(&disk)), false)
         .map_err(|error| error.to_string())?
         .stdin(Stdio::piped())

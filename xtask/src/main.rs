@@ -122,22 +122,24 @@ fn image(build: &BuildOptions) -> Result<ExitCode, String> {
 fn run(build: &BuildOptions, firmware: Firmware, disk: Option<&Path>, gdb: bool) -> Result<ExitCode, String> {
     qemu::check_tools(firmware).map_err(|error| error.to_string())?;
     data_disk::check_tools().map_err(|error| error.to_string())?;
+    let images = image_builder::build(build).map_err(|error| error.to_string())?;
+    // A new disk starts with the guest images under /guests.
+    let contents = Some(images.disk_contents.as_path());
     let scratch = workspace_root().join("target/disks/scratch.img");
     let disk = match disk {
         Some(path) if path.exists() => path,
         Some(path) => {
-            data_disk::create(path, data_disk::DEFAULT_MIB, data_disk::DEFAULT_MIB)
+            data_disk::create(path, data_disk::DEFAULT_MIB, data_disk::DEFAULT_MIB, contents)
                 .map_err(|error| error.to_string())?;
-            eprintln!("made an empty ext2 disk at {}", path.display());
+            eprintln!("made an ext2 disk with the guest images at {}", path.display());
             path
         }
         None => {
-            data_disk::create(&scratch, data_disk::DEFAULT_MIB, data_disk::DEFAULT_MIB)
+            data_disk::create(&scratch, data_disk::DEFAULT_MIB, data_disk::DEFAULT_MIB, contents)
                 .map_err(|error| error.to_string())?;
             &scratch
         }
     };
-    let images = image_builder::build(build).map_err(|error| error.to_string())?;
     let image = if firmware == Firmware::Uefi {
         &images.uefi
     } else {

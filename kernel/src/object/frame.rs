@@ -1,9 +1,18 @@
 //! Frame: one 4 KiB page of memory (or of device registers) that can be
-//! mapped into address spaces.
+//! mapped into address spaces and guest memories.
 
 use crate::memory::frames;
 use alloc::vec::Vec;
 use x86_64::structures::paging::PhysFrame;
+
+/// Where a frame is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappedIn {
+    /// An address space, by id.
+    AddressSpace(u32),
+    /// A guest memory, by id.
+    GuestMemory(u32),
+}
 
 /// A frame object.
 pub struct Frame {
@@ -12,8 +21,8 @@ pub struct Frame {
     device: bool,
     /// The pool that paid for it (none for device frames).
     pool: Option<u32>,
-    /// Where it is mapped: (address-space id, virtual address).
-    mappings: Vec<(u32, u64)>,
+    /// Where it is mapped, and at which (virtual or guest-physical) address.
+    mappings: Vec<(MappedIn, u64)>,
 }
 
 impl Frame {
@@ -53,18 +62,18 @@ impl Frame {
     }
 
     /// Where it is mapped.
-    pub fn mappings(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+    pub fn mappings(&self) -> impl Iterator<Item = (MappedIn, u64)> + '_ {
         self.mappings.iter().copied()
     }
 
     /// Records a new mapping.
-    pub fn add_mapping(&mut self, space: u32, address: u64) {
-        self.mappings.push((space, address));
+    pub fn add_mapping(&mut self, mapper: MappedIn, address: u64) {
+        self.mappings.push((mapper, address));
     }
 
-    /// Forgets a mapping (the address space unmapped it or died).
-    pub fn forget_mapping(&mut self, space: u32, address: u64) {
-        self.mappings.retain(|&mapping| mapping != (space, address));
+    /// Forgets a mapping (it was unmapped, or what held it died).
+    pub fn forget_mapping(&mut self, mapper: MappedIn, address: u64) {
+        self.mappings.retain(|&mapping| mapping != (mapper, address));
     }
 
     /// Gives the page back to the allocator (RAM only). The caller has

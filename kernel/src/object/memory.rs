@@ -20,6 +20,9 @@ pub const POOL_COST: u64 = 256;
 pub const FRAME_COST: u64 = 4096;
 /// What one page of page table costs.
 pub const PAGE_TABLE_COST: u64 = 4096;
+/// What a vcpu costs: its control block, FPU area and bookkeeping (its
+/// guest memory pays for its own tables).
+pub const VCPU_COST: u64 = 12288;
 /// What a CSpace costs: a base plus this much per slot.
 pub const CSPACE_SLOT_COST: u64 = 64;
 /// Base cost of a CSpace.

@@ -9,9 +9,11 @@
 
 pub mod address_space;
 pub mod frame;
+pub mod guest_memory;
 pub mod irq;
 pub mod memory;
 pub mod thread;
+pub mod vcpu;
 
 use crate::arch::{fpu, paging};
 use abi::{ObjectType, Rights};
@@ -19,7 +21,8 @@ use address_space::AddressSpace;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use frame::Frame;
+use frame::{Frame, MappedIn};
+use guest_memory::GuestMemory;
 use kernel_core::arena::Arena;
 use kernel_core::capability_table::{CSpaceId, Capability, CapabilityTable, SlotRef};
 use kernel_core::ipc::{EndpointId, Ipc, NotificationId};
@@ -27,6 +30,7 @@ use kernel_core::scheduler::ThreadId;
 use memory::Pools;
 use spin::Mutex;
 use thread::Thread;
+use vcpu::Vcpu;
 
 /// What a capability refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,6 +64,10 @@ pub enum ObjectRef {
     PortControl,
     /// Authority to make device frames.
     DeviceMemoryControl,
+    /// A guest memory, by id in [`Objects::guest_memories`].
+    GuestMemory(u32),
+    /// A vcpu, by id in [`Objects::vcpus`].
+    Vcpu(u32),
 }
 
 impl ObjectRef {
@@ -78,6 +86,8 @@ impl ObjectRef {
             Self::IrqControl => ObjectType::IrqControl,
             Self::PortControl => ObjectType::PortControl,
             Self::DeviceMemoryControl => ObjectType::DeviceMemoryControl,
+            Self::GuestMemory(_) => ObjectType::GuestMemory,
+            Self::Vcpu(_) => ObjectType::Vcpu,
         }
     }
 }
@@ -109,15 +119,19 @@ pub struct Objects {
     pub frames: Arena<Frame>,
     /// Memory pools.
     pub pools: Pools,
-    /// Endpoint ids in use, and which pool paid for each.
     /// The pool that paid for each CSpace a process made, and how much,
     /// by CSpace id: refunded when the CSpace goes.
     pub cspace_charges: BTreeMap<u32, (u32, u64)>,
+    /// Endpoint ids in use, and which pool paid for each.
     pub endpoints: Arena<u32>,
     /// Notification ids in use, and which pool paid for each.
     pub notifications: Arena<u32>,
     /// Interrupt lines and what they signal.
     pub irqs: irq::IrqTable,
+    /// Guest memories.
+    pub guest_memories: Arena<GuestMemory>,
+    /// Vcpus (boxed: their FPU areas must stay aligned and in place).
+    pub vcpus: Arena<Box<Vcpu>>,
     /// The thread whose registers and address space are loaded.
     pub on_cpu: Option<ThreadId>,
     /// The first thread; the system stops when it ends.
@@ -139,6 +153,8 @@ static OBJECTS: Mutex<Objects> = Mutex::new(Objects {
     endpoints: Arena::new(),
     notifications: Arena::new(),
     irqs: irq::IrqTable::new(),
+    guest_memories: Arena::new(),
+    vcpus: Arena::new(),
     on_cpu: None,
     init: None,
     fpu_owner: None,
@@ -164,7 +180,7 @@ impl Objects {
                         paging::leave_if_loaded(space.root());
                         for (address, frame) in space.frame_mappings() {
                             if let Some(frame) = self.frames.get_mut(frame) {
-                                frame.forget_mapping(id, address);
+                                frame.forget_mapping(MappedIn::AddressSpace(id), address);
                             }
                         }
                         self.pools.refund(space.pool(), space.charged());
@@ -194,9 +210,18 @@ impl Objects {
                 }
                 ObjectRef::Frame(id) => {
                     if let Some(frame) = self.frames.remove(id) {
-                        for (space, address) in frame.mappings() {
-                            if let Some(space) = self.address_spaces.get_mut(space) {
-                                space.unmap_frame(address);
+                        for (mapper, address) in frame.mappings() {
+                            match mapper {
+                                MappedIn::AddressSpace(space) => {
+                                    if let Some(space) = self.address_spaces.get_mut(space) {
+                                        space.unmap_frame(address);
+                                    }
+                                }
+                                MappedIn::GuestMemory(memory) => {
+                                    if let Some(memory) = self.guest_memories.get_mut(memory) {
+                                        memory.unmap(address);
+                                    }
+                                }
                             }
                         }
                         self.pools.refund(frame.pool(), memory::FRAME_COST);
@@ -205,6 +230,22 @@ impl Objects {
                 }
                 ObjectRef::Memory(pool) => self.pools.destroy(pool),
                 ObjectRef::Irq(line) => pending.extend(self.irqs.release(&mut self.capabilities, line)),
+                ObjectRef::GuestMemory(id) => {
+                    if let Some(memory) = self.guest_memories.remove(id) {
+                        for (address, frame) in memory.frame_mappings() {
+                            if let Some(frame) = self.frames.get_mut(frame) {
+                                frame.forget_mapping(MappedIn::GuestMemory(id), address);
+                            }
+                        }
+                        self.pools.refund(Some(memory.pool()), memory.charged());
+                    }
+                }
+                ObjectRef::Vcpu(id) => {
+                    if let Some(vcpu) = self.vcpus.remove(id) {
+                        self.pools.refund(Some(vcpu.pool), memory::VCPU_COST);
+                        pending.extend(self.capabilities.destroy_cspace(vcpu.references).unwrap_or_default());
+                    }
+                }
                 ObjectRef::IoPorts { .. }
                 | ObjectRef::IrqControl
                 | ObjectRef::PortControl

@@ -1,14 +1,17 @@
 //! Object creation and memory mapping: Create, Map, Unmap.
 
 use super::{Arguments, Completion, capability, empty_slot, wrong_type};
+use crate::arch::fpu::FpuState;
 use crate::memory::frames;
 use crate::memory::layout::USER_END;
 use crate::object::address_space::{AddressSpace, MapError};
-use crate::object::frame::Frame;
+use crate::object::frame::{Frame, MappedIn};
+use crate::object::guest_memory::GuestMemory;
 use crate::object::memory::{
-    CSPACE_BASE_COST, CSPACE_SLOT_COST, ENDPOINT_COST, FRAME_COST, NOTIFICATION_COST, THREAD_COST,
+    CSPACE_BASE_COST, CSPACE_SLOT_COST, ENDPOINT_COST, FRAME_COST, NOTIFICATION_COST, THREAD_COST, VCPU_COST,
 };
 use crate::object::thread::{Thread, reference};
+use crate::object::vcpu::{self, Vcpu};
 use crate::object::{ObjectRef, Objects, original};
 use abi::{Error, ErrorKind, ObjectType, Rights};
 use alloc::boxed::Box;
@@ -45,6 +48,11 @@ pub fn create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> 
         ObjectType::Memory if size > 0 => 0, // charged by `create_child`
         ObjectType::Memory => return Err(Error::in_argument(ErrorKind::InvalidArgument, 3)),
         ObjectType::AddressSpace => 0, // charged by `AddressSpace::new`
+        ObjectType::GuestMemory => 0,  // charged by `GuestMemory::new`
+        ObjectType::Vcpu if crate::arch::virt::backend().is_none() => {
+            return Err(Error::in_argument(ErrorKind::NotSupported, 1));
+        }
+        ObjectType::Vcpu => VCPU_COST,
         _ => return Err(Error::in_argument(ErrorKind::InvalidArgument, 1)),
     };
     if objects.pools.available(pool) < cost {
@@ -104,6 +112,42 @@ pub fn create(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> 
             ObjectRef::CSpace(cspace)
         }
         ObjectType::Memory => ObjectRef::Memory(objects.pools.create_child(pool, size).map_err(|_| out_of_memory)?),
+        ObjectType::GuestMemory => {
+            // `backend` is checked above for vcpus; guest memory without a
+            // backend is refused the same way.
+            let Some(backend) = crate::arch::virt::backend() else {
+                return Err(Error::in_argument(ErrorKind::NotSupported, 1));
+            };
+            let format = crate::arch::virt::TableFormat::of(backend);
+            let memory = GuestMemory::new(&mut objects.pools, pool, format).map_err(|_| out_of_memory)?;
+            match objects.guest_memories.insert(memory) {
+                Some(id) => ObjectRef::GuestMemory(id),
+                None => return Err(out_of_memory),
+            }
+        }
+        ObjectType::Vcpu => {
+            let Some(hardware) = crate::arch::virt::Hardware::new() else {
+                refund(objects);
+                return Err(out_of_memory);
+            };
+            let vcpu = Vcpu {
+                hardware,
+                fpu: FpuState::new(),
+                binding: None,
+                seen_generation: None,
+                references: objects.capabilities.create_cspace(vcpu::reference::SLOTS),
+                pool,
+            };
+            let references = vcpu.references;
+            match objects.vcpus.insert(Box::new(vcpu)) {
+                Some(id) => ObjectRef::Vcpu(id),
+                None => {
+                    let _ = objects.capabilities.destroy_cspace(references);
+                    refund(objects);
+                    return Err(out_of_memory);
+                }
+            }
+        }
         _ => {
             let space = AddressSpace::new(&mut objects.pools, Some(pool)).map_err(|_| out_of_memory)?;
             match objects.address_spaces.insert(space) {
@@ -221,7 +265,7 @@ pub fn map(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Res
             MapError::OutOfMemory => Error::new(ErrorKind::OutOfMemory),
         })?;
     if let Some(frame_object) = objects.frames.get_mut(frame) {
-        frame_object.add_mapping(space, address);
+        frame_object.add_mapping(MappedIn::AddressSpace(space), address);
     }
     Ok(Completion::Done)
 }
@@ -244,7 +288,7 @@ pub fn unmap(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> R
         .unmap_frame(address)
         .ok_or(Error::in_argument(ErrorKind::NotMapped, 1))?;
     if let Some(frame) = objects.frames.get_mut(frame) {
-        frame.forget_mapping(space, address);
+        frame.forget_mapping(MappedIn::AddressSpace(space), address);
     }
     Ok(Completion::Done)
 }

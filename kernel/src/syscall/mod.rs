@@ -12,6 +12,7 @@ pub use device::interrupt as device_interrupt;
 pub mod ipc;
 mod memory;
 mod thread;
+mod virt;
 
 use crate::object::{Cap, ObjectRef, Objects};
 use abi::{DEBUG_WRITE_MAX, Error, ErrorKind, Rights, Syscall};
@@ -126,6 +127,10 @@ fn run(objects: &mut Objects, caller: ThreadId, syscall: Syscall, arguments: Arg
         IrqCreate => device::irq_create(objects, caller, arguments),
         PortsCreate => device::ports_create(objects, caller, arguments),
         DeviceFrameCreate => device::device_frame_create(objects, caller, arguments),
+        GuestMap => virt::guest_map(objects, caller, arguments),
+        GuestUnmap => virt::guest_unmap(objects, caller, arguments),
+        VcpuConfigure => virt::vcpu_configure(objects, caller, arguments),
+        VcpuRun => virt::vcpu_run(objects, caller, arguments),
     }
 }
 

@@ -71,6 +71,8 @@ error_kinds! {
     PriorityTooHigh = 18,
     /// The interrupt line already has a capability or binding.
     AlreadyBound = 19,
+    /// The machine lacks what the call needs (a vcpu without VT-x or AMD-V).
+    NotSupported = 20,
 }
 
 /// A syscall error: what went wrong and, where it applies, which argument.

@@ -32,6 +32,7 @@ mod message;
 mod object;
 mod rights;
 mod syscall;
+pub mod vcpu;
 
 pub use error::{Error, ErrorKind};
 pub use message::{

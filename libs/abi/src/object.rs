@@ -29,6 +29,12 @@ pub enum ObjectType {
     PortControl = 11,
     /// Authority to make device-memory frames.
     DeviceMemoryControl = 12,
+    /// A guest-physical address space (nested page tables) made of frames
+    /// the VMM maps into it.
+    GuestMemory = 13,
+    /// A virtual CPU (a VMCS or VMCB with its guest state). `Create` fails
+    /// with `NotSupported` where the CPU has neither VT-x nor AMD-V.
+    Vcpu = 14,
 }
 
 impl ObjectType {
@@ -47,6 +53,8 @@ impl ObjectType {
             10 => Self::IrqControl,
             11 => Self::PortControl,
             12 => Self::DeviceMemoryControl,
+            13 => Self::GuestMemory,
+            14 => Self::Vcpu,
             _ => return None,
         })
     }
@@ -58,10 +66,10 @@ mod tests {
 
     #[test]
     fn numbers_round_trip() {
-        for number in 1..=12 {
+        for number in 1..=14 {
             assert_eq!(ObjectType::from_number(number).map(|kind| kind as u64), Some(number));
         }
         assert_eq!(ObjectType::from_number(0), None);
-        assert_eq!(ObjectType::from_number(13), None);
+        assert_eq!(ObjectType::from_number(15), None);
     }
 }

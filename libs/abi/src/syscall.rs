@@ -157,6 +157,28 @@ syscalls! {
     /// 0 = device-memory-control slot, 1 = physical address (page-aligned,
     /// not RAM), 2 = destination slot.
     DeviceFrameCreate = 66,
+    /// Maps one of the caller's RAM frames into a guest memory: 0 = guest
+    /// memory slot (needs write), 1 = frame slot, 2 = guest-physical address
+    /// (page-aligned, below [`GUEST_PHYSICAL_END`](crate::vcpu::GUEST_PHYSICAL_END)),
+    /// 3 = [`Rights`](crate::Rights) the guest gets (read, and optionally
+    /// write and execute; at most the frame capability's).
+    GuestMap = 70,
+    /// Unmaps the page at a guest-physical address: 0 = guest memory slot
+    /// (needs write), 1 = guest-physical address. Every vcpu running in it
+    /// forgets the old translation before it next enters the guest.
+    GuestUnmap = 71,
+    /// Binds a vcpu to its guest memory and its state page: 0 = vcpu slot
+    /// (needs write), 1 = guest memory slot, 2 = RAM frame slot (needs
+    /// write) that holds the [`VcpuState`](crate::vcpu::VcpuState). The
+    /// kernel writes the vcpu's current state into the page. A vcpu is
+    /// bound once.
+    VcpuConfigure = 72,
+    /// Runs a bound vcpu until the guest exits: 0 = vcpu slot (needs
+    /// write). Returns the [`ExitKind`](crate::vcpu::ExitKind) number in
+    /// `rdi`; the details are in the state page. The calling thread is the
+    /// guest's host thread meanwhile: it is preempted and scheduled as
+    /// usual.
+    VcpuRun = 73,
 }
 
 /// I/O ports the kernel keeps for itself, as (first, count): the PIC pair,

@@ -57,6 +57,10 @@ handles! {
     PortControl,
     /// Authority to make device frames.
     DeviceMemoryControl,
+    /// A guest's physical memory.
+    GuestMemory,
+    /// A virtual CPU.
+    Vcpu,
 }
 
 impl Capability for Slot {

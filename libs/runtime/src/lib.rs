@@ -31,6 +31,7 @@ pub mod print;
 pub mod process;
 pub mod syscall;
 pub mod thread;
+pub mod vcpu;
 
 #[doc(hidden)]
 pub use heap::HeapArea;

@@ -39,17 +39,47 @@ impl Region {
         frames: impl ExactSizeIterator<Item = Frame>,
         rights: Rights,
     ) -> Result<Self, Error> {
-        let length = frames.len() * PAGE;
-        let address = NEXT_ADDRESS.fetch_add(length as u64 + GAP, Ordering::Relaxed);
+        let region = Self::reserve(frames.len());
         for (index, frame) in frames.enumerate() {
-            address_space.map(frame, address + (index * PAGE) as u64, rights)?;
+            region.map_page(address_space, frame, index, rights)?;
         }
-        Ok(Self { address, length })
+        Ok(region)
+    }
+
+    /// Takes a fresh address range of `pages` pages and maps nothing yet:
+    /// for a region built a page at a time with [`Region::map_page`].
+    /// Touching a page not mapped yet faults.
+    pub fn reserve(pages: usize) -> Self {
+        let length = pages * PAGE;
+        let address = NEXT_ADDRESS.fetch_add(length as u64 + GAP, Ordering::Relaxed);
+        Self { address, length }
+    }
+
+    /// Maps `frame` as page `index` of the region.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an index past the end; a failed map.
+    pub fn map_page(
+        &self,
+        address_space: AddressSpace,
+        frame: Frame,
+        index: usize,
+        rights: Rights,
+    ) -> Result<(), Error> {
+        if index >= self.length / PAGE {
+            return Err(Error::new(abi::ErrorKind::InvalidArgument));
+        }
+        address_space.map(frame, self.address + (index * PAGE) as u64, rights)
     }
 
     /// Its length in bytes.
     pub fn len(&self) -> usize {
         self.length
+    }
+
+    /// Where it is mapped (for the typed views in this crate).
+    pub(crate) fn address(&self) -> u64 {
+        self.address
     }
 
     /// Whether it has no pages.

@@ -1,8 +1,8 @@
 //! Operations on each kind of kernel object, as methods of its handle.
 
 use crate::capability::{
-    AddressSpace, CSpace, DeviceMemoryControl, Endpoint, Frame, IoPorts, Irq, IrqControl, Memory, Notification,
-    PortControl, Slot, Thread,
+    AddressSpace, CSpace, DeviceMemoryControl, Endpoint, Frame, GuestMemory, IoPorts, Irq, IrqControl, Memory,
+    Notification, PortControl, Slot, Thread, Vcpu,
 };
 use crate::syscall::call;
 use abi::{Error, ObjectType, Rights, Syscall};
@@ -76,6 +76,25 @@ impl Memory {
         self.create(ObjectType::Frame, first, count).map(|()| Frame(first))
     }
 
+    /// Makes an empty guest memory (its nested tables are paid from this
+    /// pool as pages are mapped).
+    ///
+    /// # Errors
+    /// As [`Memory::create_thread`]; `NotSupported` without VT-x or AMD-V.
+    pub fn create_guest_memory(self, destination: Slot) -> Result<GuestMemory, Error> {
+        self.create(ObjectType::GuestMemory, destination, 0)
+            .map(|()| GuestMemory(destination))
+    }
+
+    /// Makes a vcpu in the x86 reset state.
+    ///
+    /// # Errors
+    /// As [`Memory::create_thread`]; `NotSupported` without VT-x or AMD-V.
+    pub fn create_vcpu(self, destination: Slot) -> Result<Vcpu, Error> {
+        self.create(ObjectType::Vcpu, destination, 0)
+            .map(|()| Vcpu(destination))
+    }
+
     /// Makes a pool of `bytes`, paid for by this one.
     ///
     /// # Errors
@@ -83,6 +102,49 @@ impl Memory {
     pub fn create_pool(self, destination: Slot, bytes: u64) -> Result<Memory, Error> {
         self.create(ObjectType::Memory, destination, bytes)
             .map(|()| Memory(destination))
+    }
+}
+
+impl GuestMemory {
+    /// Maps `frame` at guest-physical `address` with `rights` (read, plus
+    /// write and execute as wanted).
+    ///
+    /// # Errors
+    /// `InvalidAddress`, `AlreadyMapped`, `InsufficientRights`, `OutOfMemory`.
+    pub fn map(self, frame: Frame, address: u64, rights: Rights) -> Result<(), Error> {
+        call(
+            Syscall::GuestMap,
+            &[self.0.0, frame.0.0, address, u64::from(rights.bits())],
+        )
+        .map(drop)
+    }
+
+    /// Unmaps the page at guest-physical `address`.
+    ///
+    /// # Errors
+    /// `NotMapped`.
+    pub fn unmap(self, address: u64) -> Result<(), Error> {
+        call(Syscall::GuestUnmap, &[self.0.0, address]).map(drop)
+    }
+}
+
+impl Vcpu {
+    /// Binds the vcpu to `memory` and to the state page `page` (a frame the
+    /// caller also maps to read and write the [`abi::vcpu::VcpuState`]).
+    ///
+    /// # Errors
+    /// `InvalidState` if it is bound already; capability errors.
+    pub fn configure(self, memory: GuestMemory, page: Frame) -> Result<(), Error> {
+        call(Syscall::VcpuConfigure, &[self.0.0, memory.0.0, page.0.0]).map(drop)
+    }
+
+    /// Runs the guest until it exits; returns the exit kind's number (the
+    /// details are in the state page).
+    ///
+    /// # Errors
+    /// `InvalidState` if it is not bound (or what it was bound to is gone).
+    pub fn run(self) -> Result<u32, Error> {
+        call(Syscall::VcpuRun, &[self.0.0]).map(|[kind, ..]| kind as u32)
     }
 }
 

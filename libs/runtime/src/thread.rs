@@ -7,12 +7,15 @@ use abi::{Error, Rights};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Pages of stack each thread gets.
-const STACK_PAGES: u64 = 8;
+/// Pages of stack a thread gets unless [`ThreadSpawn::stack_pages`] says
+/// otherwise.
+pub const STACK_PAGES: u64 = 8;
+/// The most pages of stack a thread may ask for.
+pub const MAX_STACK_PAGES: u64 = 64;
 /// Where the next thread's stack and IPC buffer go: each thread takes a
 /// stride of address space, with an unmapped page under its stack.
 static NEXT_REGION: AtomicU64 = AtomicU64::new(0x0000_5000_0000_0000);
-const REGION_STRIDE: u64 = (STACK_PAGES + 4) * 4096;
+const REGION_STRIDE: u64 = (MAX_STACK_PAGES + 4) * 4096;
 
 /// What a new thread is made from.
 pub struct ThreadSpawn<'a> {
@@ -28,6 +31,8 @@ pub struct ThreadSpawn<'a> {
     pub fault_endpoint: Option<Endpoint>,
     /// Its priority (at most the caller's); `None` keeps the caller's.
     pub priority: Option<u8>,
+    /// Pages of stack (1..=[`MAX_STACK_PAGES`]).
+    pub stack_pages: u64,
 }
 
 impl ThreadSpawn<'_> {
@@ -40,11 +45,12 @@ impl ThreadSpawn<'_> {
         let region = NEXT_REGION.fetch_add(REGION_STRIDE, Ordering::Relaxed);
         let buffer_address = region;
         let stack_bottom = region + 2 * 4096; // one unmapped guard page between
-        let stack_top = stack_bottom + STACK_PAGES * 4096;
+        let stack_pages = self.stack_pages.clamp(1, MAX_STACK_PAGES);
+        let stack_top = stack_bottom + stack_pages * 4096;
         let buffer = self.memory.create_frame(self.slots.allocate()?)?;
         self.address_space
             .map(buffer, buffer_address, Rights::READ | Rights::WRITE)?;
-        for page in 0..STACK_PAGES {
+        for page in 0..stack_pages {
             let frame = self.memory.create_frame(self.slots.allocate()?)?;
             self.address_space
                 .map(frame, stack_bottom + page * 4096, Rights::READ | Rights::WRITE)?;

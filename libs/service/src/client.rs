@@ -4,6 +4,7 @@ use crate::Protocol;
 use crate::names;
 use crate::wire::{self, ERROR_LABEL, ErrorCode};
 use abi::ErrorKind;
+use alloc::string::String;
 use core::marker::PhantomData;
 use runtime::capability::{self, Destination, Endpoint, Slot};
 use runtime::ipc::Buffer;
@@ -33,6 +34,8 @@ pub const ATTEMPTS: u32 = 8;
 pub struct Client<P: Protocol> {
     slot: Slot,
     buffer: Buffer,
+    /// The name it looks the server up by (again, after a restart).
+    service: String,
     protocol: PhantomData<P>,
 }
 
@@ -43,10 +46,20 @@ impl<P: Protocol> Client<P> {
     /// # Errors
     /// [`CallError::NotFound`] if this process may not use the service.
     pub fn connect(slot: Slot, buffer: Buffer) -> Result<Self, CallError> {
-        names::look_up(P::SERVICE, slot, buffer)?;
+        Self::connect_to(P::SERVICE, slot, buffer)
+    }
+
+    /// Like [`Client::connect`], for a server of the protocol registered
+    /// under another name (one of several instances, such as `vm1`).
+    ///
+    /// # Errors
+    /// [`CallError::NotFound`] if this process may not use the service.
+    pub fn connect_to(service: &str, slot: Slot, buffer: Buffer) -> Result<Self, CallError> {
+        names::look_up(service, slot, buffer)?;
         Ok(Self {
             slot,
             buffer,
+            service: String::from(service),
             protocol: PhantomData,
         })
     }
@@ -56,6 +69,7 @@ impl<P: Protocol> Client<P> {
         Self {
             slot,
             buffer,
+            service: String::from(P::SERVICE),
             protocol: PhantomData,
         }
     }
@@ -102,7 +116,7 @@ impl<P: Protocol> Client<P> {
             attempt += 1;
             if died {
                 let _ = capability::delete(Destination::own(self.slot));
-                names::look_up(P::SERVICE, self.slot, self.buffer)?;
+                names::look_up(&self.service, self.slot, self.buffer)?;
             }
         }
     }

@@ -37,6 +37,9 @@ pub enum NamesRequest {
         /// Services it may look up.
         uses: Vec<String>,
     },
+    /// The services the caller may register (a server that runs as several
+    /// instances learns its own name this way).
+    Provides,
     /// From init only: the provider of these services could not be
     /// started, so lookups of them fail at once instead of waiting (until
     /// a provider registers after all).
@@ -47,7 +50,7 @@ pub enum NamesRequest {
 }
 
 /// What names answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NamesReply {
     /// Done.
     Done,
@@ -55,6 +58,8 @@ pub enum NamesReply {
     Found,
     /// The service is allowed but not registered yet: ask again.
     NotYet,
+    /// The services asked for.
+    Services(Vec<String>),
 }
 
 impl Protocol for Names {
@@ -95,12 +100,25 @@ pub fn look_up_through(names: Slot, service: &str, destination: Slot, buffer: Bu
             // Sleep rather than yield: the provider may run at a lower
             // priority than this client.
             Ok(NamesReply::NotYet) => runtime::syscall::sleep_ticks(1),
-            Ok(NamesReply::Done) => return Err(CallError::MalformedReply),
+            Ok(NamesReply::Done | NamesReply::Services(_)) => return Err(CallError::MalformedReply),
             Err(CallError::Server(crate::ErrorCode::Denied | crate::ErrorCode::NotFound)) => {
                 return Err(CallError::NotFound);
             }
             Err(error) => return Err(error),
         }
+    }
+}
+
+/// The services this process may register, in the order its description
+/// lists them.
+///
+/// # Errors
+/// [`CallError`] if names cannot be reached.
+pub fn provided(buffer: Buffer) -> Result<Vec<String>, CallError> {
+    let names = Client::<Names>::with_endpoint(slot::NAMES, buffer);
+    match names.call(&NamesRequest::Provides)? {
+        NamesReply::Services(services) => Ok(services),
+        _ => Err(CallError::MalformedReply),
     }
 }
 

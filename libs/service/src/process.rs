@@ -79,5 +79,6 @@ pub fn thread_spawner(slots: &Slots) -> ThreadSpawn<'_> {
         slots,
         fault_endpoint: None,
         priority: None,
+        stack_pages: runtime::thread::STACK_PAGES,
     }
 }

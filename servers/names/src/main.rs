@@ -108,6 +108,13 @@ fn handle(
             unavailable.extend(services);
             Ok(NamesReply::Done.into())
         }
+        NamesRequest::Provides => {
+            let services = allowed
+                .get(&request.badge)
+                .map(|entry| entry.provides.clone())
+                .unwrap_or_default();
+            Ok(NamesReply::Services(services).into())
+        }
         NamesRequest::Register { service } => {
             if !may(|entry| &entry.provides, &service) {
                 return Err(ErrorCode::Denied);

@@ -85,6 +85,7 @@ fn run() -> Result<(), abi::Error> {
         slots: &SLOTS,
         fault_endpoint: None,
         priority: Some(abi::init::PRIORITY),
+        stack_pages: runtime::thread::STACK_PAGES,
     };
     let message = Message::new(1, &[1, 2]);
 

@@ -625,6 +625,7 @@ fn thread_spawner(priority: u8) -> ThreadSpawn<'static> {
         slots: &SLOTS,
         fault_endpoint: None,
         priority: Some(priority),
+        stack_pages: runtime::thread::STACK_PAGES,
     }
 }
 

@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod files;
 mod line;
+mod machines;
 mod supervision;
 
 use alloc::format;
@@ -83,10 +84,19 @@ fn main() -> u64 {
     let mut editor = line::Editor::new();
     let mut files = files::Connection::new();
     let mut supervision = supervision::Connection::default();
+    let mut machines = machines::Connection::default();
     loop {
         console.write("> ");
         let command = editor.read_line(&console);
-        run(command.trim(), &console, &init, &slots, &mut files, &mut supervision);
+        run(
+            command.trim(),
+            &console,
+            &init,
+            &slots,
+            &mut files,
+            &mut supervision,
+            &mut machines,
+        );
     }
 }
 
@@ -139,6 +149,7 @@ fn run(
     slots: &Slots,
     files: &mut files::Connection,
     supervision: &mut supervision::Connection,
+    machines: &mut machines::Connection,
 ) {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
     match name {
@@ -147,6 +158,7 @@ fn run(
             console.write(HELP);
             console.write(supervision::HELP);
             console.write(files::HELP);
+            console.write(machines::HELP);
         }
         "echo" => console.write(&format!("{rest}\n")),
         "uptime" => {
@@ -175,6 +187,7 @@ fn run(
             Err(error) => console.write(&format!("meminfo: {error:?}\n")),
         },
         "lspci" => lspci(console, slots),
+        "vm" => machines.run(rest, console, slots),
         name if supervision::is_supervision_command(name) => supervision.run(name, rest, console, init, slots),
         name if files::is_file_command(name) => files.run(name, rest, console, slots),
         "poweroff" => {

@@ -280,6 +280,7 @@ fn populate_playground(pool: Memory, slots: &Slots) -> Result<Endpoint, abi::Err
         slots,
         fault_endpoint: Some(fault_sink),
         priority: Some(abi::init::PRIORITY),
+        stack_pages: runtime::thread::STACK_PAGES,
     };
     for endpoint in endpoints {
         spawner.spawn(move |_| {

@@ -14,3 +14,4 @@ pub mod power;
 pub mod serial;
 pub mod syscall;
 pub mod trap;
+pub mod virt;

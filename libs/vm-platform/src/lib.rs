@@ -1,0 +1,43 @@
+//! The platform a guest of our VMM sees: where RAM is and where an image
+//! is loaded, which ports and addresses the emulated devices answer, and
+//! the hypercalls. The VMM (`servers/vmm`) implements it; guests built in
+//! this repository (`userland/test-guest`) are written against it.
+
+#![no_std]
+
+/// RAM starts at guest-physical 0 and is contiguous.
+pub const RAM_START: u64 = 0;
+/// Where a 64-bit ELF guest is loaded (position-independent images are
+/// moved here; others must link at or above it).
+pub const IMAGE_BASE: u64 = 0x20_0000;
+/// Top of the initial stack a 64-bit ELF guest starts with.
+pub const STACK_TOP: u64 = 0x10_0000;
+/// The first serial port (16550), interrupt line 4.
+pub const COM1: u16 = 0x3f8;
+/// Writing a byte here ends the guest with that status (QEMU's
+/// isa-debug-exit convention: the status is `value`).
+pub const EXIT_PORT: u16 = 0xf4;
+/// A page of test registers: a 32-bit write to offset 0 is read back
+/// at offset 0 and, bitwise inverted, at offset 4. It exists so a guest
+/// can check MMIO emulation.
+pub const TEST_DEVICE: u64 = 0xd000_0000;
+/// The local APIC's registers.
+pub const LOCAL_APIC: u64 = 0xfee0_0000;
+/// The I/O APIC's registers.
+pub const IO_APIC: u64 = 0xfec0_0000;
+/// The signature `CPUID` leaf 0x4000_0000 returns in EBX, ECX, EDX.
+pub const CPUID_SIGNATURE: &[u8; 12] = b"L4HvMicroVMM";
+
+/// Hypercalls: `VMCALL` or `VMMCALL` with the number in `rax` and the
+/// argument in `rdi`; the result comes back in `rax`.
+pub mod hypercall {
+    /// Returns [`PING_REPLY`] plus the argument: a guest checks that a VMM
+    /// answers.
+    pub const PING: u64 = 1;
+    /// Added to the argument by [`PING`].
+    pub const PING_REPLY: u64 = 0x564d_4d00;
+    /// Writes the argument's low byte to the guest's console.
+    pub const CONSOLE_WRITE: u64 = 2;
+    /// What an unknown hypercall returns; the guest goes on.
+    pub const UNKNOWN: u64 = u64::MAX;
+}

@@ -1,0 +1,46 @@
+//! The VMM's clock for emulated timers: the time-stamp counter, scaled by
+//! a rate measured against the kernel's timer when the VMM starts.
+
+use runtime::syscall::{cycles, sleep_ms, uptime_ms};
+use spin::Once;
+
+/// Nanoseconds since the VMM started measuring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Nanoseconds(pub u64);
+
+struct Rate {
+    start_cycles: u64,
+    cycles_per_ms: u64,
+}
+
+static RATE: Once<Rate> = Once::new();
+
+/// Measures the counter's rate over about 100 ms (once).
+pub fn calibrate() {
+    RATE.call_once(|| {
+        // Start on a tick edge so the kernel's 10 ms resolution costs
+        // little.
+        let first = uptime_ms();
+        while uptime_ms() == first {
+            core::hint::spin_loop();
+        }
+        let (start_ms, start_cycles) = (uptime_ms(), cycles());
+        sleep_ms(100);
+        let (end_ms, end_cycles) = (uptime_ms(), cycles());
+        let elapsed = end_ms.saturating_sub(start_ms).max(1);
+        Rate {
+            start_cycles,
+            cycles_per_ms: (end_cycles.wrapping_sub(start_cycles) / elapsed).max(1),
+        }
+    });
+}
+
+/// Now.
+pub fn now() -> Nanoseconds {
+    calibrate();
+    let Some(rate) = RATE.get() else {
+        return Nanoseconds(0);
+    };
+    let elapsed = cycles().wrapping_sub(rate.start_cycles);
+    Nanoseconds((u128::from(elapsed) * 1_000_000 / u128::from(rate.cycles_per_ms)) as u64)
+}

@@ -1,0 +1,249 @@
+//! Running a guest: the loop of `VcpuRun` calls and the handling of every
+//! exit, with interrupts from the emulated devices injected as the guest
+//! can take them.
+
+use crate::clock::{self, Nanoseconds};
+use crate::decode;
+use crate::devices::{Devices, Effect};
+use crate::machine::Machine;
+use crate::policy;
+use abi::vcpu::{Event, ExitKind, VcpuState, access, group, instruction, io};
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use runtime::println;
+use vm_platform::hypercall;
+
+/// RFLAGS.IF.
+const INTERRUPTS_ENABLED: u64 = 1 << 9;
+
+/// How a guest ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// It wrote its status to the exit port.
+    Exited(u8),
+    /// It triple-faulted (or otherwise shut down), at this instruction.
+    Shutdown {
+        /// `rip` when it happened.
+        rip: u64,
+    },
+    /// It was asked to stop.
+    Stopped,
+    /// The VMM stopped it: it did something the platform does not allow.
+    Killed(String),
+}
+
+impl core::fmt::Display for End {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Exited(status) => write!(f, "exited with status {status}"),
+            Self::Shutdown { rip } => write!(f, "shut down (triple fault) at rip {rip:#x}"),
+            Self::Stopped => write!(f, "stopped"),
+            Self::Killed(why) => write!(f, "killed: {why}"),
+        }
+    }
+}
+
+/// What the serving thread sees of a running guest.
+pub struct Shared {
+    /// Set to ask the guest to stop.
+    pub stop: AtomicBool,
+    /// Exits handled.
+    pub exits: AtomicU64,
+    /// Exits in the last whole second.
+    pub exits_per_second: AtomicU64,
+}
+
+impl Shared {
+    /// Nothing counted yet.
+    pub const fn new() -> Self {
+        Self {
+            stop: AtomicBool::new(false),
+            exits: AtomicU64::new(0),
+            exits_per_second: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Runs the guest from `state` until it ends. `name` prefixes its console
+/// output.
+pub fn run(machine: &Machine, mut state: VcpuState, name: &str, shared: &Shared) -> End {
+    let mut devices = Devices::default();
+    // The MMIO decoder needs the control registers and CS on every exit.
+    state.store = group::CONTROL | group::SEGMENTS;
+    let mut second = (clock::now(), 0u64);
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return End::Stopped;
+        }
+        let now = clock::now();
+        devices.tick(now);
+        offer_interrupt(&mut state, &mut devices);
+        machine.page.write(&state);
+        let kind = match machine.vcpu.run() {
+            Ok(kind) => kind,
+            Err(error) => return End::Killed(format!("the kernel refused to run it: {error:?}")),
+        };
+        state = machine.page.read();
+        let exits = shared.exits.fetch_add(1, Ordering::Relaxed) + 1;
+        if now.0.saturating_sub(second.0.0) >= 1_000_000_000 {
+            shared.exits_per_second.store(exits - second.1, Ordering::Relaxed);
+            second = (now, exits);
+        }
+        let Some(kind) = ExitKind::from_number(kind) else {
+            return End::Killed(format!("an exit the VMM does not know ({kind})"));
+        };
+        if let Some(end) = handle(kind, &mut state, machine, &mut devices, name, shared) {
+            return end;
+        }
+    }
+}
+
+/// Handles one exit; returns how the guest ended if it did.
+fn handle(
+    kind: ExitKind,
+    state: &mut VcpuState,
+    machine: &Machine,
+    devices: &mut Devices,
+    name: &str,
+    shared: &Shared,
+) -> Option<End> {
+    let exit = state.exit;
+    let step = |state: &mut VcpuState| {
+        state.registers.rip = state.registers.rip.wrapping_add(u64::from(exit.instruction_length));
+    };
+    match kind {
+        ExitKind::PortIo => {
+            if exit.b & io::STRING != 0 {
+                return Some(End::Killed(String::from("string port I/O is not emulated")));
+            }
+            let port = exit.a as u16;
+            let size = (exit.b & io::SIZE_MASK) as u8;
+            let now = clock::now();
+            if exit.b & io::WRITE != 0 {
+                match devices.port_write(port, exit.c as u32, now) {
+                    Effect::None => {}
+                    Effect::Output(line) => println!("{name}: {line}"),
+                    Effect::Exit(status) => return Some(End::Exited(status)),
+                }
+            } else {
+                let value = u64::from(devices.port_read(port, size, now));
+                let mask = match size {
+                    1 => 0xff,
+                    2 => 0xffff,
+                    _ => 0xffff_ffff,
+                };
+                // A 32-bit IN clears the upper half, as any 32-bit write does.
+                state.registers.rax = if size == 4 {
+                    value
+                } else {
+                    (state.registers.rax & !mask) | value
+                };
+            }
+            step(state);
+        }
+        ExitKind::NestedPageFault => {
+            if exit.b & access::EXECUTE != 0 {
+                return Some(End::Killed(format!(
+                    "it executed at guest-physical {:#x}, where there is no RAM",
+                    exit.a
+                )));
+            }
+            if let Err(why) = decode::emulate(state, &machine.ram, devices, exit.a) {
+                return Some(End::Killed(why));
+            }
+        }
+        ExitKind::Cpuid => {
+            let [eax, ebx, ecx, edx] = policy::cpuid(state.registers.rax as u32, state.registers.rcx as u32);
+            state.registers.rax = u64::from(eax);
+            state.registers.rbx = u64::from(ebx);
+            state.registers.rcx = u64::from(ecx);
+            state.registers.rdx = u64::from(edx);
+            step(state);
+        }
+        ExitKind::Msr => {
+            if policy::msr(state, exit.a as u32, exit.b != 0) {
+                step(state);
+            }
+        }
+        ExitKind::Hlt => {
+            step(state);
+            if state.registers.rflags & INTERRUPTS_ENABLED == 0 {
+                return Some(End::Killed(String::from("it halted with interrupts off")));
+            }
+            wait_for_interrupt(devices, shared);
+        }
+        ExitKind::Hypercall => {
+            let argument = state.registers.rdi;
+            state.registers.rax = match state.registers.rax {
+                hypercall::PING => hypercall::PING_REPLY.wrapping_add(argument),
+                hypercall::CONSOLE_WRITE => {
+                    if let Some(line) = devices.uart.transmit(argument as u8) {
+                        println!("{name}: {line}");
+                    }
+                    0
+                }
+                _ => hypercall::UNKNOWN,
+            };
+            step(state);
+        }
+        ExitKind::Shutdown => {
+            return Some(End::Shutdown {
+                rip: state.registers.rip,
+            });
+        }
+        ExitKind::Exception => {
+            // Only #DB and #AC are intercepted (a guest could loop on them
+            // inside the CPU for ever); they go back to the guest.
+            let vector = exit.a as u8;
+            let error_code = (vector == 17).then_some(exit.b as u32);
+            state.inject = Event::exception(vector, error_code);
+        }
+        ExitKind::Instruction => match exit.a {
+            instruction::INVD | instruction::WBINVD => step(state),
+            _ => state.inject = Event::exception(6, None),
+        },
+        ExitKind::InterruptWindow | ExitKind::Preempted => {}
+        ExitKind::InvalidState => {
+            return Some(End::Killed(format!(
+                "the hardware refused its state (reason {:#x})",
+                exit.a
+            )));
+        }
+    }
+    None
+}
+
+/// Injects the PIC's pending interrupt if the guest can take it now, or
+/// asks for an exit as soon as it can.
+fn offer_interrupt(state: &mut VcpuState, devices: &mut Devices) {
+    state.interrupt_window = 0;
+    if state.inject.is_set() {
+        return;
+    }
+    let Some(vector) = devices.pic.pending_vector() else {
+        return;
+    };
+    if state.registers.rflags & INTERRUPTS_ENABLED != 0 && state.interrupt_shadow == 0 {
+        devices.pic.acknowledge();
+        state.inject = Event::interrupt(vector);
+    } else {
+        state.interrupt_window = 1;
+    }
+}
+
+/// The guest halted: sleeps until a device raises an interrupt (or the
+/// guest is asked to stop).
+fn wait_for_interrupt(devices: &mut Devices, shared: &Shared) {
+    loop {
+        let now = clock::now();
+        devices.tick(now);
+        if devices.pic.pending_vector().is_some() || shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let wait = devices
+            .next_deadline()
+            .map_or(10, |deadline: Nanoseconds| deadline.0.saturating_sub(now.0) / 1_000_000);
+        runtime::syscall::sleep_ms(wait.clamp(1, 10));
+    }
+}

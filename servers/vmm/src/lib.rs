@@ -1,0 +1,92 @@
+//! The VMM's protocol, and the platform its guests see.
+//!
+//! Each VMM instance hosts at most one guest at a time. A client (the
+//! shell's `vm` command) asks an idle instance to start a guest image from
+//! the filesystem, asks for its status, or stops it.
+//!
+//! What a guest finds (RAM layout, device ports and addresses,
+//! hypercalls) is in the `vm-platform` crate, which the test guest shares.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use serde::{Deserialize, Serialize};
+
+/// The protocol, for `service::Client` and `service::serve`.
+pub struct Vmm;
+
+/// Requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Starts the guest image at `image` (a path in the filesystem) with
+    /// `memory_mib` of RAM and the command line `arguments`.
+    Start {
+        /// The image's path.
+        image: String,
+        /// Its command line (multiboot guests get it; others ignore it).
+        arguments: String,
+        /// RAM in MiB (1..=[`MAX_MEMORY_MIB`]).
+        memory_mib: u32,
+    },
+    /// What this instance is doing.
+    Status,
+    /// Stops the guest, if one runs.
+    Stop,
+}
+
+/// Replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The guest is starting.
+    Started,
+    /// The instance's guest, if it has had one.
+    Status(Option<GuestStatus>),
+    /// The guest was stopped (or none ran).
+    Stopped,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// A guest runs here already.
+    Busy,
+    /// The image cannot be read.
+    NoImage(String),
+    /// The image is not one the VMM can boot, with the reason.
+    BadImage(String),
+    /// Memory size out of range.
+    BadMemorySize,
+    /// The machine has no VT-x or AMD-V, or memory ran out.
+    CannotRun(String),
+}
+
+/// One guest's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestStatus {
+    /// The image it runs.
+    pub image: String,
+    /// Still running.
+    pub running: bool,
+    /// Exits handled so far.
+    pub exits: u64,
+    /// Exits per second over the last second it ran.
+    pub exits_per_second: u64,
+    /// Why it ended, once it has.
+    pub ended: Option<String>,
+}
+
+/// The most RAM one guest gets.
+pub const MAX_MEMORY_MIB: u32 = 256;
+
+impl service::Protocol for Vmm {
+    const SERVICE: &'static str = "vmm";
+    type Request = Request;
+    type Reply = Result<Reply, Refusal>;
+
+    /// Status may be asked again; starting or stopping twice may not.
+    fn idempotent(request: &Request) -> bool {
+        matches!(request, Request::Status)
+    }
+}

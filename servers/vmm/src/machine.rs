@@ -1,0 +1,199 @@
+//! The virtual machine's hardware: its RAM (frames of this process mapped
+//! both into the guest memory and here), its vcpu and state page, and
+//! loading an image into it.
+//!
+//! Guest-physical layout for a 64-bit ELF guest: identity page tables for
+//! the first 4 GiB at [`TABLES`], a GDT at [`GDT`], the stack below
+//! [`STACK_TOP`](vm_platform::STACK_TOP), the image from
+//! [`IMAGE_BASE`](vm_platform::IMAGE_BASE).
+
+use abi::Rights;
+use abi::vcpu::{Control, Segment, Segments, SystemMsrs, Table, VcpuState, attribute, group};
+use alloc::string::String;
+use elf::Elf;
+use runtime::capability::{self, AddressSpace, Destination, Memory, Slots, Vcpu};
+use runtime::memory::Region;
+use runtime::vcpu::StatePage;
+use vm_platform::{IMAGE_BASE, STACK_TOP};
+
+/// The page-table pages: a PML4, a PDPT and four page directories.
+const TABLES: u64 = 0x1000;
+/// The GDT: null, 64-bit code (0x08), data (0x10).
+const GDT: u64 = 0x7000;
+
+/// A VM: RAM, one vcpu, its state page.
+pub struct Machine {
+    /// The vcpu.
+    pub vcpu: Vcpu,
+    /// Its state page.
+    pub page: StatePage,
+    /// The guest's RAM as this process sees it.
+    pub ram: Region,
+}
+
+/// Why a VM could not be made or loaded.
+#[derive(Debug)]
+pub enum MachineError {
+    /// A syscall failed (no virtualisation, no memory, ...).
+    Kernel(&'static str, abi::Error),
+    /// The image was refused.
+    Image(String),
+}
+
+impl Machine {
+    /// Makes a VM with `memory_mib` of RAM from `pool`.
+    ///
+    /// # Errors
+    /// [`MachineError::Kernel`].
+    pub fn new(
+        slots: &Slots,
+        pool: Memory,
+        address_space: AddressSpace,
+        memory_mib: u32,
+    ) -> Result<Self, MachineError> {
+        let kernel = |what: &'static str| move |error: abi::Error| MachineError::Kernel(what, error);
+        let memory = pool
+            .create_guest_memory(slots.allocate().map_err(kernel("no slot"))?)
+            .map_err(kernel("cannot make guest memory"))?;
+        let vcpu = pool
+            .create_vcpu(slots.allocate().map_err(kernel("no slot"))?)
+            .map_err(kernel("cannot make a vcpu"))?;
+        let pages = u64::from(memory_mib) * 256;
+        // The frames live in a CSpace of their own: one slot here, not one
+        // per page. Each is made in `scratch`, mapped into the guest and
+        // here, then moved there.
+        let keep = pool
+            .create_cspace(slots.allocate().map_err(kernel("no slot"))?, pages + 1)
+            .map_err(kernel("cannot make the frame CSpace"))?;
+        let scratch = slots.allocate().map_err(kernel("no slot"))?;
+        let ram = Region::reserve(pages as usize);
+        for page in 0..pages {
+            let frame = pool
+                .create_frame(scratch)
+                .map_err(kernel("out of memory for guest RAM"))?;
+            memory
+                .map(frame, page * 4096, Rights::READ | Rights::WRITE | Rights::EXECUTE)
+                .map_err(kernel("cannot map guest RAM"))?;
+            ram.map_page(address_space, frame, page as usize, Rights::READ | Rights::WRITE)
+                .map_err(kernel("cannot map guest RAM here"))?;
+            capability::move_to(frame, Destination::in_cspace(keep, page + 1))
+                .map_err(kernel("cannot keep a RAM frame"))?;
+        }
+        let page_frame = pool
+            .create_frame(scratch)
+            .map_err(kernel("no memory for the state page"))?;
+        vcpu.configure(memory, page_frame)
+            .map_err(kernel("cannot bind the vcpu"))?;
+        let page = StatePage::map(address_space, page_frame).map_err(kernel("cannot map the state page"))?;
+        Ok(Self { vcpu, page, ram })
+    }
+}
+
+impl Machine {
+    /// Loads a 64-bit ELF image (position-independent ones at
+    /// [`IMAGE_BASE`]) and returns the state that enters it in long mode,
+    /// identity-mapped, with a stack.
+    ///
+    /// # Errors
+    /// [`MachineError::Image`] for an image that is not such an ELF file or
+    /// does not fit.
+    pub fn load_elf64(&self, image: &[u8]) -> Result<VcpuState, MachineError> {
+        let refuse = |why: &str| MachineError::Image(String::from(why));
+        let elf = Elf::parse(image)
+            .map_err(|error| MachineError::Image(alloc::format!("not a 64-bit ELF image: {error:?}")))?;
+        let (low, high) = elf.address_range();
+        let bias = if elf.is_position_independent() {
+            IMAGE_BASE.wrapping_sub(low)
+        } else if low >= IMAGE_BASE {
+            0
+        } else {
+            return Err(refuse("the image links below the image base (0x200000)"));
+        };
+        let end = high.wrapping_add(bias);
+        if end > self.ram.len() as u64 || end < IMAGE_BASE {
+            return Err(refuse("the image does not fit in the guest's RAM"));
+        }
+        for segment in elf.segments() {
+            let at = segment.vaddr.wrapping_add(bias) as usize;
+            self.ram
+                .write(at, segment.data)
+                .map_err(|_| refuse("a segment lies outside RAM"))?;
+        }
+        // `target` is the link-time address; the word sits `bias` higher.
+        elf.relocations(bias, |target, value| {
+            self.ram.write(target.wrapping_add(bias) as usize, &value.to_le_bytes())
+        })
+        .map_err(|_| refuse("a relocation lies outside RAM"))?;
+        self.write_tables()
+            .map_err(|_| refuse("RAM too small for the page tables"))?;
+        Ok(long_mode_state(elf.entry().wrapping_add(bias)))
+    }
+
+    /// Identity page tables for the first 4 GiB (2 MiB pages) and the GDT.
+    fn write_tables(&self) -> Result<(), runtime::memory::OutOfBounds> {
+        const PRESENT_WRITABLE: u64 = 0b11;
+        const LARGE: u64 = 1 << 7;
+        let pml4 = TABLES;
+        let pdpt = TABLES + 0x1000;
+        self.ram.store(pml4 as usize, pdpt | PRESENT_WRITABLE)?;
+        for gib in 0..4u64 {
+            let directory = TABLES + 0x2000 + gib * 0x1000;
+            self.ram
+                .store((pdpt + gib * 8) as usize, directory | PRESENT_WRITABLE)?;
+            for entry in 0..512u64 {
+                let address = (gib << 30) | (entry << 21);
+                self.ram
+                    .store((directory + entry * 8) as usize, address | PRESENT_WRITABLE | LARGE)?;
+            }
+        }
+        for (index, descriptor) in [0u64, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff]
+            .into_iter()
+            .enumerate()
+        {
+            self.ram.store(GDT as usize + index * 8, descriptor)?;
+        }
+        Ok(())
+    }
+}
+
+/// The state entering `entry` in 64-bit mode with paging on the tables
+/// [`Machine::write_tables`] made.
+fn long_mode_state(entry: u64) -> VcpuState {
+    let mut state = VcpuState {
+        load: group::ALL,
+        ..VcpuState::default()
+    };
+    state.registers.rip = entry;
+    state.registers.rsp = STACK_TOP;
+    state.registers.rflags = 0x2;
+    state.control = Control {
+        cr0: 0x8000_0033, // PG, NE, ET, MP, PE
+        cr2: 0,
+        cr3: TABLES,
+        cr4: 0x620,  // OSXMMEXCPT, OSFXSR, PAE
+        efer: 0x500, // LMA, LME
+    };
+    let data = Segment::flat_data(0x10);
+    state.segments = Segments {
+        es: data,
+        cs: Segment::flat_code(0x08, true),
+        ss: data,
+        ds: data,
+        fs: data,
+        gs: data,
+        ldtr: Segment::default(),
+        tr: Segment {
+            selector: 0,
+            attributes: 0xb | attribute::PRESENT,
+            limit: 0x67,
+            base: 0,
+        },
+        gdtr: Table { base: GDT, limit: 23 },
+        idtr: Table { base: 0, limit: 0 },
+    };
+    state.msrs = SystemMsrs {
+        pat: 0x0007_0406_0007_0406,
+        ..SystemMsrs::default()
+    };
+    state
+}
