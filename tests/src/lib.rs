@@ -315,6 +315,18 @@ pub fn fresh_disk(name: &str, mib: u64) -> PathBuf {
     path
 }
 
+/// A fresh ext2 disk of `mib` MiB for test `name` holding the guest images
+/// the build for `options` made, under `/guests`.
+///
+/// # Panics
+/// If the build fails, e2fsprogs is missing or the image cannot be written.
+pub fn guest_disk(name: &str, mib: u64, options: &BuildOptions) -> PathBuf {
+    let contents = images(options).disk_contents;
+    let path = image_builder::workspace_root().join(format!("target/disks/test-{name}.img"));
+    data_disk::create(&path, mib, mib, Some(&contents)).unwrap_or_else(|error| panic!("{error}"));
+    path
+}
+
 /// Asserts that the host's `e2fsck -fn` finds `disk` clean.
 ///
 /// # Panics

@@ -5,6 +5,7 @@
 //! queue; everything else (blocked, stopped) is the IPC layer's business.
 
 use crate::queues::{Priority, RunQueue};
+use alloc::vec::Vec;
 
 /// Identifies a thread; the kernel assigns them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,6 +19,11 @@ pub struct Scheduler {
     ready: RunQueue<ThreadId>,
     current: Option<(ThreadId, Priority)>,
     slice_left: u32,
+    /// Threads a higher priority took the CPU from, with the rest of their
+    /// slice, which they get back when they run again. Without this, a
+    /// thread preempted more often than its slice is long would never reach
+    /// the end of one, and its equal-priority peers would starve.
+    preempted: Vec<(ThreadId, u32)>,
 }
 
 impl Default for Scheduler {
@@ -33,6 +39,7 @@ impl Scheduler {
             ready: RunQueue::new(),
             current: None,
             slice_left: TIME_SLICE_TICKS,
+            preempted: Vec::new(),
         }
     }
 
@@ -49,6 +56,8 @@ impl Scheduler {
     /// Takes `thread` off the CPU or out of the run queue (it blocked,
     /// stopped or died). `priority` is the one it was queued with.
     pub fn remove(&mut self, thread: ThreadId, priority: Priority) {
+        // It gets a whole slice when it is ready again.
+        self.preempted.retain(|&(preempted, _)| preempted != thread);
         if self.current() == Some(thread) {
             self.current = None;
         } else {
@@ -96,13 +105,19 @@ impl Scheduler {
     pub fn choose(&mut self) -> Option<ThreadId> {
         if let Some((thread, priority)) = self.current {
             match self.ready.highest_priority() {
-                Some(highest) if highest > priority => self.ready.push_front(thread, priority),
+                Some(highest) if highest > priority => {
+                    self.ready.push_front(thread, priority);
+                    self.preempted.push((thread, self.slice_left));
+                }
                 _ => return Some(thread),
             }
         }
         let (thread, priority) = self.ready.pop_highest()?;
         self.current = Some((thread, priority));
-        self.slice_left = TIME_SLICE_TICKS;
+        self.slice_left = match self.preempted.iter().rposition(|&(preempted, _)| preempted == thread) {
+            Some(index) => self.preempted.swap_remove(index).1,
+            None => TIME_SLICE_TICKS,
+        };
         Some(thread)
     }
 
@@ -164,6 +179,24 @@ mod tests {
             scheduler.tick();
         }
         assert_eq!(scheduler.choose(), Some(A));
+    }
+
+    #[test]
+    fn a_thread_preempted_every_tick_still_yields_when_its_slice_is_over() {
+        let mut scheduler = Scheduler::new();
+        scheduler.make_ready(A, 5);
+        scheduler.make_ready(B, 5);
+        assert_eq!(scheduler.choose(), Some(A));
+        for _ in 0..TIME_SLICE_TICKS - 1 {
+            // A higher-priority thread wakes, runs briefly and blocks.
+            scheduler.make_ready(C, 9);
+            assert_eq!(scheduler.choose(), Some(C));
+            scheduler.remove(C, 9);
+            assert_eq!(scheduler.choose(), Some(A), "A resumes with what was left of its slice");
+            scheduler.tick();
+        }
+        scheduler.tick();
+        assert_eq!(scheduler.choose(), Some(B), "A's slice ran out despite the preemptions");
     }
 
     #[test]

@@ -12,6 +12,12 @@ pub const RAM_START: u64 = 0;
 pub const IMAGE_BASE: u64 = 0x20_0000;
 /// Top of the initial stack a 64-bit ELF guest starts with.
 pub const STACK_TOP: u64 = 0x10_0000;
+/// Where the VMM puts a 64-bit ELF guest's command line (at most
+/// [`MAX_ARGUMENTS`] bytes, not terminated); the guest starts with its
+/// address in `rdi` and its length in `rsi`.
+pub const ARGUMENTS: u64 = 0x9000;
+/// The longest command line.
+pub const MAX_ARGUMENTS: usize = 4096;
 /// The first serial port (16550), interrupt line 4.
 pub const COM1: u16 = 0x3f8;
 /// Writing a byte here ends the guest with that status (QEMU's

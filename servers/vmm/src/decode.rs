@@ -154,6 +154,7 @@ pub fn emulate(state: &mut VcpuState, ram: &Region, devices: &mut Devices, addre
         _ => return Err(unknown()),
     }
     state.registers.rip = state.registers.rip.wrapping_add(instruction.len() as u64);
+    state.interrupt_shadow = 0;
     Ok(())
 }
 

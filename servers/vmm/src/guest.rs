@@ -109,8 +109,11 @@ fn handle(
     shared: &Shared,
 ) -> Option<End> {
     let exit = state.exit;
+    // Completing an instruction for the guest also ends an interrupt shadow
+    // it was in (`STI; HLT` halts with interrupts deliverable).
     let step = |state: &mut VcpuState| {
         state.registers.rip = state.registers.rip.wrapping_add(u64::from(exit.instruction_length));
+        state.interrupt_shadow = 0;
     };
     match kind {
         ExitKind::PortIo => {

@@ -4,24 +4,28 @@
 //!
 //! Guest-physical layout for a 64-bit ELF guest: identity page tables for
 //! the first 4 GiB at [`TABLES`], a GDT at [`GDT`], the stack below
-//! [`STACK_TOP`](vm_platform::STACK_TOP), the image from
+//! [`STACK_TOP`](vm_platform::STACK_TOP), the command line at
+//! [`ARGUMENTS`](vm_platform::ARGUMENTS), the image from
 //! [`IMAGE_BASE`](vm_platform::IMAGE_BASE).
 
 use abi::Rights;
 use abi::vcpu::{Control, Segment, Segments, SystemMsrs, Table, VcpuState, attribute, group};
 use alloc::string::String;
+use alloc::vec::Vec;
 use elf::Elf;
-use runtime::capability::{self, AddressSpace, Destination, Memory, Slots, Vcpu};
+use runtime::capability::{self, AddressSpace, CSpace, Destination, Frame, GuestMemory, Memory, Slot, Slots, Vcpu};
 use runtime::memory::Region;
 use runtime::vcpu::StatePage;
-use vm_platform::{IMAGE_BASE, STACK_TOP};
+use vm_platform::{ARGUMENTS, IMAGE_BASE, MAX_ARGUMENTS, STACK_TOP};
 
 /// The page-table pages: a PML4, a PDPT and four page directories.
 const TABLES: u64 = 0x1000;
 /// The GDT: null, 64-bit code (0x08), data (0x10).
 const GDT: u64 = 0x7000;
 
-/// A VM: RAM, one vcpu, its state page.
+/// A VM: RAM, one vcpu, its state page. Dropping it destroys them all
+/// (the RAM frames go with the CSpace that keeps them, which unmaps them
+/// here too).
 pub struct Machine {
     /// The vcpu.
     pub vcpu: Vcpu,
@@ -29,6 +33,28 @@ pub struct Machine {
     pub page: StatePage,
     /// The guest's RAM as this process sees it.
     pub ram: Region,
+    memory: GuestMemory,
+    frames: CSpace,
+    page_frame: Frame,
+}
+
+/// Capabilities deleted when dropped: a machine half made.
+struct Made(Vec<Slot>);
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for slot in self.0.iter().rev() {
+            let _ = capability::delete(Destination::own(*slot));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        for slot in [self.vcpu.0, self.memory.0, self.frames.0, self.page_frame.0] {
+            let _ = capability::delete(Destination::own(slot));
+        }
+    }
 }
 
 /// Why a VM could not be made or loaded.
@@ -52,20 +78,25 @@ impl Machine {
         memory_mib: u32,
     ) -> Result<Self, MachineError> {
         let kernel = |what: &'static str| move |error: abi::Error| MachineError::Kernel(what, error);
+        // Everything made so far, deleted again if a later step fails.
+        let mut made = Made(Vec::new());
+        let mut slot = || {
+            let slot = slots.allocate().map_err(kernel("no slot"))?;
+            made.0.push(slot);
+            Ok::<_, MachineError>(slot)
+        };
+        let (memory_slot, vcpu_slot, keep_slot, page_slot, scratch) = (slot()?, slot()?, slot()?, slot()?, slot()?);
         let memory = pool
-            .create_guest_memory(slots.allocate().map_err(kernel("no slot"))?)
+            .create_guest_memory(memory_slot)
             .map_err(kernel("cannot make guest memory"))?;
-        let vcpu = pool
-            .create_vcpu(slots.allocate().map_err(kernel("no slot"))?)
-            .map_err(kernel("cannot make a vcpu"))?;
+        let vcpu = pool.create_vcpu(vcpu_slot).map_err(kernel("cannot make a vcpu"))?;
         let pages = u64::from(memory_mib) * 256;
         // The frames live in a CSpace of their own: one slot here, not one
         // per page. Each is made in `scratch`, mapped into the guest and
         // here, then moved there.
         let keep = pool
-            .create_cspace(slots.allocate().map_err(kernel("no slot"))?, pages + 1)
+            .create_cspace(keep_slot, pages + 1)
             .map_err(kernel("cannot make the frame CSpace"))?;
-        let scratch = slots.allocate().map_err(kernel("no slot"))?;
         let ram = Region::reserve(pages as usize);
         for page in 0..pages {
             let frame = pool
@@ -80,12 +111,21 @@ impl Machine {
                 .map_err(kernel("cannot keep a RAM frame"))?;
         }
         let page_frame = pool
-            .create_frame(scratch)
+            .create_frame(page_slot)
             .map_err(kernel("no memory for the state page"))?;
         vcpu.configure(memory, page_frame)
             .map_err(kernel("cannot bind the vcpu"))?;
         let page = StatePage::map(address_space, page_frame).map_err(kernel("cannot map the state page"))?;
-        Ok(Self { vcpu, page, ram })
+        // From here on `Machine`'s drop deletes them.
+        made.0.clear();
+        Ok(Self {
+            vcpu,
+            page,
+            ram,
+            memory,
+            frames: keep,
+            page_frame,
+        })
     }
 }
 
@@ -97,7 +137,7 @@ impl Machine {
     /// # Errors
     /// [`MachineError::Image`] for an image that is not such an ELF file or
     /// does not fit.
-    pub fn load_elf64(&self, image: &[u8]) -> Result<VcpuState, MachineError> {
+    pub fn load_elf64(&self, image: &[u8], arguments: &str) -> Result<VcpuState, MachineError> {
         let refuse = |why: &str| MachineError::Image(String::from(why));
         let elf = Elf::parse(image)
             .map_err(|error| MachineError::Image(alloc::format!("not a 64-bit ELF image: {error:?}")))?;
@@ -126,7 +166,16 @@ impl Machine {
         .map_err(|_| refuse("a relocation lies outside RAM"))?;
         self.write_tables()
             .map_err(|_| refuse("RAM too small for the page tables"))?;
-        Ok(long_mode_state(elf.entry().wrapping_add(bias)))
+        if arguments.len() > MAX_ARGUMENTS {
+            return Err(refuse("the command line is too long"));
+        }
+        self.ram
+            .write(ARGUMENTS as usize, arguments.as_bytes())
+            .map_err(|_| refuse("RAM too small for the command line"))?;
+        let mut state = long_mode_state(elf.entry().wrapping_add(bias));
+        state.registers.rdi = ARGUMENTS;
+        state.registers.rsi = arguments.len() as u64;
+        Ok(state)
     }
 
     /// Identity page tables for the first 4 GiB (2 MiB pages) and the GDT.

@@ -19,6 +19,7 @@ mod policy;
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use fs::Files;
 use guest::Shared;
@@ -60,12 +61,23 @@ fn main() -> u64 {
         return 1;
     }
     clock::calibrate();
-    let error = service::serve::<Vmm>(endpoint, buffer, None, |request| handle(request.body, slots, &name));
+    // The filesystem, connected at the first start (from this thread: a
+    // connection belongs to the thread whose IPC buffer it uses).
+    let mut files = None;
+    let error = service::serve::<Vmm>(endpoint, buffer, None, |request| {
+        handle(request.body, slots, buffer, &mut files, &name)
+    });
     println!("vmm: {name} stopped serving: {error:?}");
     1
 }
 
-fn handle(request: Request, slots: &'static Slots, name: &str) -> Result<Response<Result<Reply, Refusal>>, ErrorCode> {
+fn handle(
+    request: Request,
+    slots: &'static Slots,
+    buffer: Buffer,
+    files: &mut Option<Files>,
+    name: &str,
+) -> Result<Response<Result<Reply, Refusal>>, ErrorCode> {
     let reply = match request {
         Request::Status => Ok(Reply::Status(GUEST.lock().clone().map(|mut status| {
             status.exits = SHARED.exits.load(Ordering::Relaxed);
@@ -80,9 +92,28 @@ fn handle(request: Request, slots: &'static Slots, name: &str) -> Result<Respons
             image,
             arguments,
             memory_mib,
-        } => start(slots, name, image, arguments, memory_mib),
+        } => read_image(slots, buffer, files, &image)
+            .and_then(|bytes| start(slots, name, image, bytes, arguments, memory_mib)),
     };
     Ok(reply.into())
+}
+
+/// Reads the image at `path`, connecting to the filesystem first if need
+/// be, and checks that it is an ELF file.
+fn read_image(slots: &Slots, buffer: Buffer, files: &mut Option<Files>, path: &str) -> Result<Vec<u8>, Refusal> {
+    if files.is_none() {
+        let connected = Files::connect(slots, Memory(slot::MEMORY), AddressSpace(slot::ADDRESS_SPACE), buffer)
+            .map_err(|error| Refusal::NoImage(format!("no filesystem ({error})")))?;
+        *files = Some(connected);
+    }
+    let Some(files) = files.as_ref() else {
+        return Err(Refusal::NoImage(String::from("no filesystem")));
+    };
+    let bytes = files
+        .read_file(path)
+        .map_err(|error| Refusal::NoImage(format!("{path}: {error}")))?;
+    elf::Elf::parse(&bytes).map_err(|error| Refusal::BadImage(format!("not a 64-bit ELF image ({error:?})")))?;
+    Ok(bytes)
 }
 
 /// Checks the request and starts the guest thread.
@@ -90,7 +121,8 @@ fn start(
     slots: &'static Slots,
     name: &str,
     image: String,
-    _arguments: String,
+    bytes: Vec<u8>,
+    arguments: String,
     memory_mib: u32,
 ) -> Result<Reply, Refusal> {
     if !(1..=MAX_MEMORY_MIB).contains(&memory_mib) {
@@ -116,8 +148,8 @@ fn start(
     let mut spawner = service::process::thread_spawner(slots);
     // The instruction decoder wants more stack than the default.
     spawner.stack_pages = GUEST_STACK_PAGES;
-    let spawned = spawner.spawn(move |buffer| {
-        let end = boot(slots, buffer, &instance, &image, memory_mib);
+    let spawned = spawner.spawn(move |_| {
+        let end = boot(slots, &instance, &image, &bytes, &arguments, memory_mib);
         println!("vmm: {instance}: guest {image} {end}");
         if let Some(status) = GUEST.lock().as_mut() {
             status.running = false;
@@ -136,16 +168,8 @@ fn start(
     }
 }
 
-/// Builds the machine, loads `image` and runs it; says how it ended.
-fn boot(slots: &Slots, buffer: Buffer, name: &str, image: &str, memory_mib: u32) -> String {
-    let files = match Files::connect(slots, Memory(slot::MEMORY), AddressSpace(slot::ADDRESS_SPACE), buffer) {
-        Ok(files) => files,
-        Err(error) => return format!("could not start: no filesystem ({error})"),
-    };
-    let bytes = match files.read_file(image) {
-        Ok(bytes) => bytes,
-        Err(error) => return format!("could not start: cannot read the image ({error})"),
-    };
+/// Builds the machine, loads the image and runs it; says how it ended.
+fn boot(slots: &Slots, name: &str, image: &str, bytes: &[u8], arguments: &str, memory_mib: u32) -> String {
     let machine = match Machine::new(
         slots,
         Memory(slot::MEMORY),
@@ -156,7 +180,7 @@ fn boot(slots: &Slots, buffer: Buffer, name: &str, image: &str, memory_mib: u32)
         Err(MachineError::Kernel(what, error)) => return format!("could not start: {what} ({error:?})"),
         Err(MachineError::Image(why)) => return format!("could not start: {why}"),
     };
-    let state = match machine.load_elf64(&bytes) {
+    let state = match machine.load_elf64(bytes, arguments) {
         Ok(state) => state,
         Err(MachineError::Image(why)) => return format!("refused: {why}"),
         Err(MachineError::Kernel(what, error)) => return format!("could not start: {what} ({error:?})"),

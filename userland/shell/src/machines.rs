@@ -10,8 +10,8 @@ use service::{CallError, Client};
 use vmm::{Refusal, Reply, Request, Vmm};
 
 /// The commands this module runs, for the help text.
-pub const HELP: &str = "  vm start IMAGE [MIB]  boots a guest image from the filesystem on an idle
-             VMM instance (16 MiB of RAM unless MIB says otherwise)
+pub const HELP: &str = "  vm start [-m MIB] IMAGE [ARGS]  boots a guest image from the filesystem on
+             an idle VMM instance, with MIB of RAM (16) and command line ARGS
   vm list    the VMM instances, their guests and exits per second
   vm stop ID stops the guest of instance ID (vm0, vm1, ...)
 ";
@@ -43,14 +43,16 @@ impl Connection {
         }
         let arguments: Vec<&str> = rest.split_whitespace().collect();
         let result = match arguments.as_slice() {
-            ["start", image] => self.start(image, DEFAULT_MIB),
-            ["start", image, mib] => match mib.parse() {
-                Ok(mib) => self.start(image, mib),
+            ["start", "-m", mib, image, command_line @ ..] => match mib.parse() {
+                Ok(mib) => self.start(image, mib, command_line),
                 Err(_) => Err(format!("'{mib}' is not a number of MiB")),
             },
+            ["start", image, command_line @ ..] if *image != "-m" => self.start(image, DEFAULT_MIB, command_line),
             ["list"] => Ok(self.list()),
             ["stop", instance] => self.stop(instance),
-            _ => Err(String::from("usage: vm start IMAGE [MIB] | vm list | vm stop ID")),
+            _ => Err(String::from(
+                "usage: vm start [-m MIB] IMAGE [ARGS] | vm list | vm stop ID",
+            )),
         };
         match result {
             Ok(text) => console.write(&text),
@@ -58,13 +60,13 @@ impl Connection {
         }
     }
 
-    fn start(&self, image: &str, memory_mib: u32) -> Result<String, String> {
+    fn start(&self, image: &str, memory_mib: u32, command_line: &[&str]) -> Result<String, String> {
         if self.clients.is_empty() {
             return Err(String::from("no VMM instance"));
         }
         let request = Request::Start {
             image: String::from(image),
-            arguments: String::new(),
+            arguments: command_line.join(" "),
             memory_mib,
         };
         for (instance, client) in &self.clients {

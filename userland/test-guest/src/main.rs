@@ -1,24 +1,38 @@
 //! The test guest: a tiny 64-bit kernel the VMM boots as an ELF image. It
 //! starts in long mode with the VMM's identity page tables and GDT (code
-//! selector 0x08), runs one check per platform feature, prints `PASS name`
-//! or `FAIL name: why` on COM1 for each, and ends through the exit port
-//! with the number of failures as its status.
+//! selector 0x08) and its command line in `rdi`/`rsi`, which picks what it
+//! does:
+//! - nothing (or `checks`): one check per platform feature, each printing
+//!   `PASS name` or `FAIL name: why` on COM1, then it ends through the exit
+//!   port with the number of failures as its status;
+//! - a hostile behaviour ([`hostile`]) the VMM and the kernel must survive.
 
 #![no_std]
 #![no_main]
 
 mod checks;
 mod hardware;
+mod hostile;
 
 use hardware::{outb, write_str};
 
-/// The guest's entry point: the VMM jumps here with a stack.
+/// The guest's entry point: the VMM jumps here with a stack and the
+/// command line.
 #[unsafe(no_mangle)]
-extern "C" fn _start() -> ! {
-    write_str("test-guest: running\n");
-    let failures = checks::run();
+extern "C" fn _start(arguments: *const u8, length: usize) -> ! {
+    // SAFETY: the VMM put `length` bytes of command line at `arguments`,
+    // inside the identity-mapped RAM, and nothing writes them.
+    let command_line = unsafe { core::slice::from_raw_parts(arguments, length.min(vm_platform::MAX_ARGUMENTS)) };
+    let mode = core::str::from_utf8(command_line).unwrap_or("").trim();
+    write_str("test-guest: running ");
+    write_str(if mode.is_empty() { "checks" } else { mode });
+    write_str("\n");
+    let status = match mode {
+        "" | "checks" => checks::run(),
+        other => hostile::run(other),
+    };
     write_str("test-guest: done\n");
-    outb(vm_platform::EXIT_PORT, failures);
+    outb(vm_platform::EXIT_PORT, status);
     hardware::halt_forever()
 }
 

@@ -1,0 +1,92 @@
+//! The VMM in QEMU on AMD-V (TCG's SVM with nested paging): the test
+//! guest's suite, two guests at once, and hostile guests that must be
+//! stopped without harm to the host or to a guest running beside them.
+
+use abi::debug_exit::Outcome;
+use image_builder::BuildOptions;
+use image_builder::qemu::{DataDisk, Firmware};
+use std::time::Duration;
+use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk};
+
+/// The checks the test guest runs.
+const CHECKS: [&str; 5] = ["cpuid", "port-io", "mmio", "hypercall", "pit-timer-and-hlt"];
+/// Time for one guest: making its machine, loading it, running it.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Boots the default system with the guest images on its disk, at the shell.
+fn boot(name: &str) -> (Machine, std::path::PathBuf) {
+    let options = BuildOptions::default();
+    let disk = guest_disk(name, 32, &options);
+    let mut machine = Machine::boot_with_disk(&options, Firmware::Bios, Some(DataDisk::virtio(&disk)));
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    (machine, disk)
+}
+
+/// Asserts that instance `instance` printed every check's PASS line and no
+/// FAIL line.
+fn assert_suite_passed(output: &str, instance: &str) {
+    let failures: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with(&format!("{instance}: FAIL")))
+        .collect();
+    assert!(failures.is_empty(), "{instance} failed checks: {failures:?}\n{output}");
+    for check in CHECKS {
+        let pass = format!("{instance}: PASS {check}");
+        assert!(
+            output.lines().any(|line| line.trim_end() == pass),
+            "no '{pass}':\n{output}"
+        );
+    }
+}
+
+#[test]
+fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
+    let (mut machine, disk) = boot("vmm-suite");
+    machine.type_text("vm start -m 4 /guests/test-guest\nvm start -m 4 /guests/test-guest checks\n");
+    machine.wait_for("vmm: vm0: guest /guests/test-guest exited", GUEST_TIMEOUT);
+    machine.wait_for("vmm: vm1: guest /guests/test-guest exited", GUEST_TIMEOUT);
+    machine.type_text("vm list\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
+    for instance in ["vm0", "vm1"] {
+        assert_suite_passed(output, instance);
+        let ended = format!("vmm: {instance}: guest /guests/test-guest exited with status 0");
+        assert!(output.contains(&ended), "no '{ended}':\n{output}");
+    }
+    assert!(!output.contains("KERNEL"), "{output}");
+    assert_clean(&disk);
+}
+
+#[test]
+fn hostile_guests_are_stopped_and_the_host_and_a_neighbour_carry_on() {
+    let (mut machine, disk) = boot("vmm-hostile");
+    // A neighbour that floods itself with timer interrupts until stopped.
+    machine.type_text("vm start -m 4 /guests/test-guest interrupt-storm\n");
+    machine.wait_for("vm0: test-guest: running interrupt-storm", GUEST_TIMEOUT);
+    let hostile = [
+        ("triple-fault", "shut down (triple fault)"),
+        ("mmio-unmapped", "killed: no device at guest-physical 0xe0000000"),
+        ("wild-page-tables", "killed: no device at guest-physical 0x1000000000"),
+        ("garbage-hypercalls", "exited with status 0"),
+    ];
+    for (mode, end) in hostile {
+        machine.type_text(&format!("vm start -m 4 /guests/test-guest {mode}\n"));
+        machine.wait_for(&format!("vmm: vm1: guest /guests/test-guest {end}"), GUEST_TIMEOUT);
+    }
+    // The host still serves files and its shell while the storm goes on.
+    machine.type_text("write /after.txt still-here\ncat /after.txt\nvm list\n");
+    // (a guest's console line may come between the command and its output)
+    machine.wait_for("\nstill-here", BOOT_TIMEOUT);
+    machine.type_text("vm stop vm0\n");
+    machine.wait_for("vmm: vm0: guest /guests/test-guest stopped", GUEST_TIMEOUT);
+    machine.type_text("sync\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
+    assert!(output.contains("vm1: PASS garbage-hypercalls"), "{output}");
+    assert_suite_passed(output, "vm1");
+    assert!(!output.contains("FAIL"), "{output}");
+    assert!(!output.contains("KERNEL"), "{output}");
+    assert_clean(&disk);
+}
