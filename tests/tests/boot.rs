@@ -57,7 +57,7 @@ fn shell_commands_work() {
     let table: Vec<&str> = output
         .lines()
         .skip_while(|line| !line.starts_with("NAME"))
-        .take(10)
+        .take(12)
         .collect();
     for name in [
         "init ",
@@ -67,6 +67,8 @@ fn shell_commands_work() {
         "pci ",
         "virtio-blk ",
         "fs ",
+        "vm0 ",
+        "vm1 ",
         "shell ",
     ] {
         assert!(

@@ -67,6 +67,8 @@ fn ipc() -> Result<(), String> {
     let options = BuildOptions {
         release: true,
         system: Some(String::from("systems/ipcbench.toml")),
+        // The test-only in-kernel CPUID path, to compare the VMM's with.
+        features: vec![String::from("kernel/kernel-cpuid-exits")],
         ..BuildOptions::default()
     };
     let images = image_builder::build(&options).map_err(|error| error.to_string())?;

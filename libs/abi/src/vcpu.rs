@@ -435,6 +435,12 @@ impl Default for VcpuState {
 
 const _: () = assert!(size_of::<VcpuState>() <= 4096);
 
+/// Test-only: with the kernel built with its `kernel-cpuid-exits`
+/// feature, a `CPUID` of this leaf is answered in the kernel (all zeros)
+/// and the guest re-entered at once, without an exit to the VMM. The
+/// benchmark compares that path with the VMM's; no production kernel has it.
+pub const BENCH_KERNEL_CPUID_LEAF: u32 = 0x4b43_5055;
+
 /// Highest guest-physical address (exclusive) a guest memory can map: 512
 /// GiB, what one top-level nested table entry's worth of tables covers in
 /// both backends.

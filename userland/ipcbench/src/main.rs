@@ -155,5 +155,92 @@ fn run() -> Result<(), abi::Error> {
     println!("ipcbench: call+reply, one address space         {same_space:>8}");
     println!("ipcbench: call+reply, two address spaces        {two_spaces:>8}");
     println!("ipcbench: notification signal to wake-up        {wake:>8}");
+    match cpuid_exits() {
+        Ok((vmm, kernel)) => {
+            println!("ipcbench: CPUID exit, through a user-space VMM  {vmm:>8}");
+            println!("ipcbench: CPUID exit, answered in the kernel    {kernel:>8}");
+            println!(
+                "ipcbench: user-space / in-kernel exit           {:>5}.{}x",
+                vmm / kernel.max(1),
+                vmm * 10 / kernel.max(1) % 10
+            );
+        }
+        Err(error) => println!("ipcbench: CPUID exits not measured: {error:?}"),
+    }
     Ok(())
+}
+
+/// Guest code (real mode) at 0x1000: CPUID of leaf 0 for ever, each an
+/// exit to this program.
+const VMM_LOOP: [u8; 4] = [0x0f, 0xa2, 0xeb, 0xfc];
+/// Guest code at 0x1800: `KERNEL_CPUIDS` CPUIDs of the kernel-answered leaf,
+/// then HLT.
+const KERNEL_CPUIDS: u32 = 2_000;
+/// Runs of the in-kernel loop (each `KERNEL_CPUIDS` exits) to take the
+/// median of.
+const KERNEL_RUNS: usize = 21;
+
+/// Cycles per CPUID exit round trip: through this program acting as the
+/// VMM (run, read the exit, answer, step), and answered by the kernel's
+/// test-only path (the image is built with `kernel-cpuid-exits`).
+fn cpuid_exits() -> Result<(u64, u64), abi::Error> {
+    use abi::vcpu::{BENCH_KERNEL_CPUID_LEAF, ExitKind, group};
+    let memory = MEMORY.create_guest_memory(SLOTS.allocate()?)?;
+    let vcpu = MEMORY.create_vcpu(SLOTS.allocate()?)?;
+    let code = MEMORY.create_frame(SLOTS.allocate()?)?;
+    let window = runtime::memory::Region::map(OWN_SPACE, core::iter::once(code), Rights::READ | Rights::WRITE)?;
+    let leaf = BENCH_KERNEL_CPUID_LEAF.to_le_bytes();
+    let count = KERNEL_CPUIDS.to_le_bytes();
+    let kernel_loop = [
+        0x66, 0xbe, count[0], count[1], count[2], count[3], // mov esi, KERNEL_CPUIDS
+        0x66, 0xb8, leaf[0], leaf[1], leaf[2], leaf[3], // mov eax, leaf
+        0x0f, 0xa2, // cpuid
+        0x66, 0x4e, // dec esi
+        0x75, 0xf4, // jnz back to mov eax
+        0xf4, // hlt
+    ];
+    let bad = |_| abi::Error::new(abi::ErrorKind::InvalidArgument);
+    window.write(0, &VMM_LOOP).map_err(bad)?;
+    window.write(0x800, &kernel_loop).map_err(bad)?;
+    memory.map(code, 0x1000, Rights::READ | Rights::WRITE | Rights::EXECUTE)?;
+    let page_frame = MEMORY.create_frame(SLOTS.allocate()?)?;
+    vcpu.configure(memory, page_frame)?;
+    let page = runtime::vcpu::StatePage::map(OWN_SPACE, page_frame)?;
+    let start_at = |rip: u64| {
+        let mut state = page.read();
+        state.segments.cs.selector = 0;
+        state.segments.cs.base = 0;
+        state.registers.rip = rip;
+        state.load = group::SEGMENTS;
+        page.write(&state);
+    };
+    start_at(0x1000);
+    let vmm = median(|| {
+        let start = runtime::syscall::cycles();
+        let _ = vcpu.run();
+        let mut state = page.read();
+        if state.exit.kind == ExitKind::Cpuid as u32 {
+            let registers = &mut state.registers;
+            (registers.rax, registers.rbx, registers.rcx, registers.rdx) = (0, 0, 0, 0);
+            registers.rip += u64::from(state.exit.instruction_length);
+        }
+        page.write(&state);
+        runtime::syscall::cycles() - start
+    });
+    let mut kernel: Vec<u64> = Vec::new();
+    for _ in 0..KERNEL_RUNS {
+        start_at(0x1800);
+        let start = runtime::syscall::cycles();
+        // A host interrupt ends a run early; run on until the HLT.
+        loop {
+            match vcpu.run()? {
+                kind if kind == ExitKind::Hlt as u32 => break,
+                kind if kind == ExitKind::Preempted as u32 => {}
+                _ => return Err(abi::Error::new(abi::ErrorKind::InvalidState)),
+            }
+        }
+        kernel.push((runtime::syscall::cycles() - start) / u64::from(KERNEL_CPUIDS));
+    }
+    kernel.sort_unstable();
+    Ok((vmm, kernel[KERNEL_RUNS / 2]))
 }

@@ -116,6 +116,7 @@ pub fn run_all() -> u32 {
         "port and device-memory capabilities are checked",
         ports_and_device_memory,
     );
+    tally.check("vcpus and guest memory: checks, exits, isolation", virtualisation);
     println!("kernel-tests: {} passed, {} failed", tally.passed, tally.failed);
     tally.failed
 }
@@ -1144,4 +1145,157 @@ fn ports_and_device_memory() -> Check {
     )?;
     ok(OWN_SPACE.unmap(TEST_PAGES + 0x20_0000), "unmap device frame")?;
     Ok(())
+}
+
+/// A guest-memory frame holding `code` at offset `offset`, mapped at
+/// guest-physical `address` (read, write, execute); returns the frame.
+fn guest_code(
+    memory: runtime::capability::GuestMemory,
+    address: u64,
+    offset: usize,
+    code: &[u8],
+) -> Result<Frame, String> {
+    let frame = ok(MEMORY.create_frame(fresh()), "guest frame")?;
+    let window = ok(
+        runtime::memory::Region::map(OWN_SPACE, core::iter::once(frame), Rights::READ | Rights::WRITE),
+        "map guest frame here",
+    )?;
+    window
+        .write(offset, code)
+        .map_err(|_| String::from("code does not fit"))?;
+    ok(
+        memory.map(frame, address, Rights::READ | Rights::WRITE | Rights::EXECUTE),
+        "guest map",
+    )?;
+    Ok(frame)
+}
+
+/// Runs `vcpu` once and checks the exit's kind.
+fn run_expecting(
+    vcpu: runtime::capability::Vcpu,
+    page: &runtime::vcpu::StatePage,
+    kind: abi::vcpu::ExitKind,
+) -> Result<abi::vcpu::VcpuState, String> {
+    // A host interrupt may end any run early; the guest then simply goes on.
+    let mut number = ok(vcpu.run(), "vcpu run")?;
+    while number == abi::vcpu::ExitKind::Preempted as u32 {
+        number = ok(vcpu.run(), "vcpu run")?;
+    }
+    let state = page.read();
+    ensure(
+        number == kind as u32 && state.exit.kind == kind as u32,
+        &format!("expected a {kind:?} exit, got {number} ({:?})", state.exit),
+    )?;
+    Ok(state)
+}
+
+fn virtualisation() -> Check {
+    use abi::vcpu::{ExitKind, access, io};
+    let memory = ok(MEMORY.create_guest_memory(fresh()), "guest memory")?;
+    let vcpu = ok(MEMORY.create_vcpu(fresh()), "vcpu")?;
+    let frame = ok(MEMORY.create_frame(fresh()), "frame")?;
+    let all = Rights::READ | Rights::WRITE | Rights::EXECUTE;
+    // GuestMap checks the address, the rights and the frame.
+    expect_error(memory.map(frame, 0x1001, all), ErrorKind::InvalidAddress, Some(2))?;
+    expect_error(
+        memory.map(frame, abi::vcpu::GUEST_PHYSICAL_END, all),
+        ErrorKind::InvalidAddress,
+        Some(2),
+    )?;
+    expect_error(
+        memory.map(frame, 0x1000, Rights::WRITE),
+        ErrorKind::InvalidArgument,
+        Some(3),
+    )?;
+    let read_only = Frame(fresh());
+    ok(
+        capability::mint(frame, Destination::own(read_only.0), Rights::READ, 0),
+        "mint",
+    )?;
+    expect_error(
+        memory.map(read_only, 0x1000, all),
+        ErrorKind::InsufficientRights,
+        Some(3),
+    )?;
+    expect_error(
+        memory.map(Frame(OWN_SPACE.0), 0x1000, all),
+        ErrorKind::WrongObjectType,
+        Some(1),
+    )?;
+    let device = ok(
+        DeviceMemoryControl(Slot(slot::DEVICE_MEMORY_CONTROL)).create(0xfebf_0000, fresh()),
+        "device frame",
+    )?;
+    expect_error(memory.map(device, 0x1000, all), ErrorKind::InvalidArgument, Some(1))?;
+    ok(memory.map(frame, 0x8000, all), "map")?;
+    expect_error(memory.map(frame, 0x8000, all), ErrorKind::AlreadyMapped, Some(2))?;
+    expect_error(memory.unmap(0x9000), ErrorKind::NotMapped, Some(1))?;
+    ok(memory.unmap(0x8000), "unmap")?;
+    // A vcpu runs only once bound, and is bound once.
+    expect_error(vcpu.run(), ErrorKind::InvalidState, Some(0))?;
+    let page_frame = ok(MEMORY.create_frame(fresh()), "state page")?;
+    expect_error(
+        vcpu.configure(memory, Frame(OWN_SPACE.0)),
+        ErrorKind::WrongObjectType,
+        Some(2),
+    )?;
+    ok(vcpu.configure(memory, page_frame), "configure")?;
+    expect_error(vcpu.configure(memory, page_frame), ErrorKind::InvalidState, Some(0))?;
+    let page = ok(runtime::vcpu::StatePage::map(OWN_SPACE, page_frame), "map state page")?;
+    // From reset, the first fetch (F000:FFF0) finds no memory.
+    let state = run_expecting(vcpu, &page, ExitKind::NestedPageFault)?;
+    ensure(
+        state.exit.a == 0xffff_fff0 && state.exit.b & access::EXECUTE != 0,
+        "the reset fetch faults at 0xfffffff0",
+    )?;
+    // Real-mode code at 0x1000: CPUID; MOV AL, 0x41; OUT 0xF4, AL; a read
+    // of unmapped 0x5000; HLT.
+    guest_code(
+        memory,
+        0x1000,
+        0,
+        &[0x0f, 0xa2, 0xb0, 0x41, 0xe6, 0xf4, 0xa0, 0x00, 0x50, 0xf4],
+    )?;
+    let mut state = page.read();
+    state.segments.cs.selector = 0;
+    state.segments.cs.base = 0;
+    state.registers.rip = 0x1000;
+    state.load = abi::vcpu::group::SEGMENTS;
+    page.write(&state);
+    let state = run_expecting(vcpu, &page, ExitKind::Cpuid)?;
+    ensure(
+        state.registers.rip == 0x1000 && state.exit.instruction_length == 2,
+        "CPUID at 0x1000, two bytes",
+    )?;
+    let mut state = state;
+    state.registers.rip += 2;
+    page.write(&state);
+    let state = run_expecting(vcpu, &page, ExitKind::PortIo)?;
+    ensure(
+        state.exit.a == 0xf4
+            && state.exit.b & io::WRITE != 0
+            && state.exit.b & io::SIZE_MASK == 1
+            && state.exit.c == 0x41,
+        &format!("OUT 0xF4 of 0x41: {:?}", state.exit),
+    )?;
+    let mut state = state;
+    state.registers.rip += u64::from(state.exit.instruction_length);
+    page.write(&state);
+    // Isolation: memory never mapped exits instead of being reached.
+    let state = run_expecting(vcpu, &page, ExitKind::NestedPageFault)?;
+    ensure(
+        state.exit.a == 0x5000 && state.exit.b & access::READ != 0,
+        &format!("the read of 0x5000: {:?}", state.exit),
+    )?;
+    let mut state = state;
+    state.registers.rip += 3;
+    page.write(&state);
+    run_expecting(vcpu, &page, ExitKind::Hlt)?;
+    // Once its copy of the state page's capability is revoked, the vcpu no
+    // longer runs.
+    ok(
+        capability::revoke(Destination::own(page_frame.0)),
+        "revoke the state page",
+    )?;
+    expect_error(vcpu.run(), ErrorKind::InvalidState, Some(0))
 }
