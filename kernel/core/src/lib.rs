@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod arena;
 pub mod frame_allocator;
 pub mod ipc;
+pub mod quarantine;
 pub mod queues;
 pub mod scheduler;
 

@@ -3,11 +3,32 @@
 use super::physical_to_virtual;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use kernel_core::frame_allocator::{self, FrameAllocator};
+use kernel_core::quarantine::Quarantine;
 use spin::Mutex;
 use x86_64::PhysAddr;
 use x86_64::structures::paging::{self, PhysFrame, Size4KiB};
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+/// Frames a device may still write: pages whose physical address a driver
+/// learnt, freed less than [`QUARANTINE_TICKS`] ago. Without an IOMMU a
+/// driver that dies with a request in flight leaves its device writing to
+/// pages that are no longer its own; were they reused at once, the device
+/// would corrupt whoever (the kernel heap, another process) got them next.
+/// Here they wait, filled with [`POISON`], and are checked on their way
+/// out, so a late write is also reported.
+static QUARANTINE: Mutex<Quarantine<QUARANTINE_FRAMES>> = Mutex::new(Quarantine::new());
+
+/// How long a freed DMA frame waits: one second, far longer than any
+/// request of an emulated or real disk takes once its driver is gone.
+const QUARANTINE_TICKS: u64 = 100;
+
+/// What a quarantined frame is filled with.
+const POISON: u8 = 0xa5;
+
+/// Frames in quarantine at once (1 MiB); when it is full, the oldest
+/// leaves early.
+const QUARANTINE_FRAMES: usize = 256;
 
 /// The RAM regions of the boot memory map (the first few dozen), so device
 /// memory can be told from RAM.
@@ -75,6 +96,7 @@ pub fn init(regions: &MemoryRegions) {
 
 /// Allocates one zeroed frame; `None` when memory is exhausted.
 pub fn allocate_zeroed() -> Option<PhysFrame> {
+    release_quarantined();
     let address = FRAMES.lock().as_mut()?.allocate()?;
     let frame = PhysFrame::containing_address(PhysAddr::new(address));
     // SAFETY: the allocator just handed this frame out, so nothing else
@@ -86,6 +108,7 @@ pub fn allocate_zeroed() -> Option<PhysFrame> {
 /// Allocates `count` physically consecutive zeroed frames (for device DMA);
 /// returns the first.
 pub fn allocate_contiguous_zeroed(count: u64) -> Option<PhysFrame> {
+    release_quarantined();
     let address = FRAMES.lock().as_mut()?.allocate_contiguous(count)?;
     let first = PhysFrame::containing_address(PhysAddr::new(address));
     for index in 0..count {
@@ -115,6 +138,49 @@ pub fn free(frame: PhysFrame) {
     }
 }
 
+/// Frees a frame a device may still write (its physical address was
+/// handed out): it is poisoned and held back for [`QUARANTINE_TICKS`]
+/// before the allocator gets it.
+pub fn free_after_quarantine(frame: PhysFrame) {
+    // SAFETY: the caller gives the frame up; nothing but a device may
+    // touch it now.
+    unsafe { super::frame_bytes(frame) }.fill(POISON);
+    let evicted = QUARANTINE.lock().push(frame.start_address().as_u64(), now());
+    if let Some(evicted) = evicted {
+        leave_quarantine(evicted);
+    }
+}
+
+/// Frees the quarantined frames whose time is up.
+fn release_quarantined() {
+    let before = now().saturating_sub(QUARANTINE_TICKS);
+    // One at a time: freeing takes the allocator's lock, never inside
+    // the quarantine's.
+    while let Some(frame) = QUARANTINE.lock().pop_freed_by(before) {
+        leave_quarantine(frame);
+    }
+}
+
+/// Checks that nothing wrote to a quarantined frame, then frees it.
+fn leave_quarantine(address: u64) {
+    let frame = PhysFrame::containing_address(PhysAddr::new(address));
+    // SAFETY: the frame is quarantined: no object and no mapping refers
+    // to it, only (perhaps) a device.
+    let bytes = unsafe { super::frame_bytes(frame) };
+    let written = bytes.iter().filter(|&&byte| byte != POISON).count();
+    if written > 0 {
+        log::warn!(
+            "memory: frame {address:#x} was written ({written} bytes) after its driver freed it: \
+             a device still held it; quarantine kept it from reuse"
+        );
+    }
+    free(frame);
+}
+
+fn now() -> u64 {
+    crate::arch::apic::TICKS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether `address` is in RAM (usable, or used by the loader and kernel).
 pub fn is_ram(address: u64) -> bool {
     let ram = RAM.lock();
@@ -123,6 +189,7 @@ pub fn is_ram(address: u64) -> bool {
 
 /// Frames free now.
 pub fn free_frames() -> u64 {
+    release_quarantined();
     FRAMES.lock().as_ref().map_or(0, FrameAllocator::free_frames)
 }
 

@@ -19,6 +19,9 @@ pub struct Frame {
     physical: PhysFrame,
     /// Device registers rather than RAM: mapped uncached, never freed.
     device: bool,
+    /// Its physical address was handed out, so a device may hold it: it
+    /// is quarantined when freed (`frames::free_after_quarantine`).
+    exposed: bool,
     /// The pool that paid for it (none for device frames).
     pool: Option<u32>,
     /// Where it is mapped, and at which (virtual or guest-physical) address.
@@ -31,8 +34,18 @@ impl Frame {
         Self {
             physical,
             device: false,
+            exposed: false,
             pool: Some(pool),
             mappings: Vec::new(),
+        }
+    }
+
+    /// A frame of RAM paid for by `pool` that a device will be given
+    /// (part of a physically consecutive run): quarantined when freed.
+    pub fn dma(physical: PhysFrame, pool: u32) -> Self {
+        Self {
+            exposed: true,
+            ..Self::ram(physical, pool)
         }
     }
 
@@ -41,6 +54,7 @@ impl Frame {
         Self {
             physical,
             device: true,
+            exposed: false,
             pool: None,
             mappings: Vec::new(),
         }
@@ -48,6 +62,12 @@ impl Frame {
 
     /// The page it names.
     pub fn physical(&self) -> PhysFrame {
+        self.physical
+    }
+
+    /// The page it names, for a driver that will hand it to a device.
+    pub fn expose(&mut self) -> PhysFrame {
+        self.exposed = true;
         self.physical
     }
 
@@ -79,8 +99,10 @@ impl Frame {
     /// Gives the page back to the allocator (RAM only). The caller has
     /// removed every mapping first.
     pub fn release(self) {
-        if !self.device {
-            frames::free(self.physical);
+        match (self.device, self.exposed) {
+            (true, _) => {}
+            (false, true) => frames::free_after_quarantine(self.physical),
+            (false, false) => frames::free(self.physical),
         }
     }
 }

@@ -103,8 +103,8 @@ pub fn identify(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -
     let physical = match found.object {
         ObjectRef::Frame(frame) => objects
             .frames
-            .get(frame)
-            .map_or(0, |frame| frame.physical().start_address().as_u64()),
+            .get_mut(frame)
+            .map_or(0, |frame| frame.expose().start_address().as_u64()),
         _ => 0,
     };
     Ok(Completion::Values([

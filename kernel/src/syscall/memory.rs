@@ -200,8 +200,9 @@ fn create_contiguous_frames(
         return Err(Error::new(ErrorKind::OutOfMemory));
     };
     for (page, destination) in (0..count).map(|index| run + index).zip(destinations) {
-        // Each frame is its own object, refunded and freed on its own.
-        match objects.frames.insert(Frame::ram(page, pool)) {
+        // Each frame is its own object, refunded and freed on its own; the
+        // run is for a device, so every frame of it counts as handed out.
+        match objects.frames.insert(Frame::dma(page, pool)) {
             Some(id) => {
                 let _ = objects
                     .capabilities
