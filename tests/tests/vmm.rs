@@ -9,7 +9,16 @@ use std::time::Duration;
 use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk};
 
 /// The checks the test guest runs.
-const CHECKS: [&str; 5] = ["cpuid", "port-io", "mmio", "hypercall", "pit-timer-and-hlt"];
+const CHECKS: [&str; 8] = [
+    "cpuid",
+    "port-io",
+    "mmio",
+    "hypercall",
+    "pit-timer-and-hlt",
+    "lapic-timer-and-hlt",
+    "ioapic",
+    "cmos",
+];
 /// Time for one guest: making its machine, loading it, running it.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -43,7 +52,8 @@ fn assert_suite_passed(output: &str, instance: &str) {
 #[test]
 fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
     let (mut machine, disk) = boot("vmm-suite");
-    machine.type_text("vm start -m 4 /guests/test-guest\nvm start -m 4 /guests/test-guest checks\n");
+    // Different RAM sizes, which the CMOS must report.
+    machine.type_text("vm start -m 4 /guests/test-guest ram-mib=4\nvm start -m 6 /guests/test-guest checks ram-mib=6\n");
     machine.wait_for("vmm: vm0: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.wait_for("vmm: vm1: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.type_text("vm list\npoweroff\n");
