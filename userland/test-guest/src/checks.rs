@@ -198,7 +198,8 @@ fn lapic_timer() -> Result<(), &'static str> {
 }
 
 /// The I/O APIC has 24 pins; a redirection entry reads back as written;
-/// the PIT's interrupts arrive through pin 2 with the PIC masked.
+/// the PIT's interrupts arrive through pin 2 with the PIC masked, and
+/// COM1's transmitter-empty interrupt through pin 4.
 fn ioapic() -> Result<(), &'static str> {
     let version = hardware::ioapic_read(1);
     if version & 0xff != 0x11 || (version >> 16) & 0xff != 23 {
@@ -219,6 +220,20 @@ fn ioapic() -> Result<(), &'static str> {
     hardware::ioapic_write(low_index, entry | (1 << 16));
     if !arrived {
         return Err("fewer than five PIT interrupts through the I/O APIC in a thousand halts");
+    }
+    // COM1: OUT2 and the transmitter-empty interrupt on, pin 4 unmasked.
+    let serial_index = 0x10 + vm_platform::COM1_INTERRUPT * 2;
+    hardware::ioapic_write(serial_index + 1, 0);
+    hardware::ioapic_write(serial_index, u32::from(hardware::SERIAL_VECTOR));
+    let before = hardware::local_ticks(3);
+    hardware::outb(COM1 + 4, 0x08);
+    hardware::outb(COM1 + 1, 0x02);
+    hardware::enable_interrupts_briefly();
+    let identified = hardware::inb(COM1 + 2);
+    hardware::outb(COM1 + 1, 0);
+    hardware::ioapic_write(serial_index, u32::from(hardware::SERIAL_VECTOR) | (1 << 16));
+    if hardware::local_ticks(3) != before + 1 || identified & 0x0f != 0x02 {
+        return Err("COM1's transmitter-empty interrupt did not arrive through pin 4");
     }
     Ok(())
 }

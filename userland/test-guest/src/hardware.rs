@@ -59,8 +59,9 @@ pub fn rdmsr(msr: u32) -> u64 {
 /// Timer interrupts taken (PIC line 0).
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
 /// Interrupts taken through the local APIC, by vector:
-/// [`LAPIC_TIMER_VECTOR`], [`SELF_IPI_VECTOR`], [`IO_APIC_VECTOR`].
-pub static LOCAL_TICKS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// [`LAPIC_TIMER_VECTOR`], [`SELF_IPI_VECTOR`], [`IO_APIC_VECTOR`],
+/// [`SERIAL_VECTOR`].
+pub static LOCAL_TICKS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// The vector the PIC's line 0 (the PIT) arrives on.
 pub const TIMER_VECTOR: u8 = 0x20;
@@ -70,6 +71,8 @@ pub const LAPIC_TIMER_VECTOR: u8 = 0x40;
 pub const SELF_IPI_VECTOR: u8 = 0x41;
 /// The vector the I/O APIC delivers the PIT on.
 pub const IO_APIC_VECTOR: u8 = 0x52;
+/// The vector the I/O APIC delivers COM1 on.
+pub const SERIAL_VECTOR: u8 = 0x53;
 /// The local APIC's end-of-interrupt register.
 const LAPIC_EOI: u64 = vm_platform::LOCAL_APIC + 0xb0;
 
@@ -121,6 +124,7 @@ pub fn install_idt() {
             (LAPIC_TIMER_VECTOR, local_timer as extern "C" fn()),
             (SELF_IPI_VECTOR, self_ipi),
             (IO_APIC_VECTOR, io_apic_interrupt),
+            (SERIAL_VECTOR, serial_interrupt),
         ] {
             (*idt)[usize::from(vector)] = gate(handler as *const () as u64);
         }
@@ -173,6 +177,7 @@ macro_rules! local_handler {
 local_handler!(local_timer, 0);
 local_handler!(self_ipi, 1);
 local_handler!(io_apic_interrupt, 2);
+local_handler!(serial_interrupt, 3);
 
 /// Interrupts taken on local-APIC vector `index` of [`LOCAL_TICKS`].
 pub fn local_ticks(index: usize) -> u64 {
