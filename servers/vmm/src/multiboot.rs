@@ -361,7 +361,7 @@ fn memory_map(ram_bytes: u64) -> Vec<(u64, u64, u32)> {
     let mut map = alloc::vec![
         (0, u64::from(CONVENTIONAL_END), 1),
         (u64::from(CONVENTIONAL_END), high - u64::from(CONVENTIONAL_END), 2),
-        (high, ram_bytes - high, 1),
+        (high, ram_bytes.saturating_sub(high), 1),
     ];
     map.extend([TEST_DEVICE, IO_APIC, LOCAL_APIC].map(|page| (page, u64::from(PAGE), 2)));
     map
@@ -445,7 +445,7 @@ pub fn plan<'a>(
     if area.here() > CONVENTIONAL_END {
         return Err(String::from("the command lines do not fit in the boot information area"));
     }
-    let upper_kib = ((ram_bytes - u64::from(HIGH_MEMORY)) / 1024) as u32;
+    let upper_kib = (ram_bytes.saturating_sub(u64::from(HIGH_MEMORY)) / 1024) as u32;
     for (offset, value) in [
         (
             0,
@@ -603,6 +603,38 @@ mod tests {
         }];
         let error = plan(&image, &header, "", &modules, RAM).unwrap_err();
         assert!(error.contains("module 'big'"), "{error}");
+    }
+
+    #[test]
+    fn mutated_images_never_panic() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for original in [elf32_image(0x20_0000, 0x20_0000), kludge_image(3, 0x10_2000)] {
+            for _ in 0..2_000 {
+                let mut image = original.clone();
+                for _ in 0..1 + next() % 4 {
+                    // Mostly the headers, where the numbers are.
+                    let at = (next() % 128) as usize + if next() % 2 == 0 { 0 } else { 0x800 };
+                    if at < image.len() {
+                        image[at] = next() as u8;
+                    }
+                }
+                // Keep the checksum right so the planner sees the damage.
+                if let Some(offset) = (0..image.len() - 12).step_by(4).find(|&at| word(&image, at) == Some(MAGIC)) {
+                    let flags = word(&image, offset + 4).unwrap_or(0);
+                    let checksum = 0u32.wrapping_sub(MAGIC).wrapping_sub(flags);
+                    image[offset + 8..offset + 12].copy_from_slice(&checksum.to_le_bytes());
+                }
+                if let Ok(Some(header)) = find_header(&image) {
+                    let _ = plan(&image, &header, "kernel", &[], RAM);
+                }
+            }
+        }
     }
 
     #[test]
