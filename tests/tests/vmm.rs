@@ -73,7 +73,10 @@ fn assert_checks_passed(output: &str, instance: &str, checks: &[&str]) {
 fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
     let (mut machine, disk) = boot("vmm-suite");
     // Different RAM sizes, which the CMOS must report.
-    machine.type_text("vm start -m 4 /guests/test-guest ram-mib=4\nvm start -m 6 /guests/test-guest checks ram-mib=6\n");
+    machine.type_text(
+        "vm start -m 4 /guests/test-guest ram-mib=4\n\
+         vm start -m 6 /guests/test-guest checks ram-mib=6\n",
+    );
     machine.wait_for("vmm: vm0: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.wait_for("vmm: vm1: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.type_text("vm list\npoweroff\n");
