@@ -72,7 +72,11 @@ pub struct Images {
 
 /// Guest images built with every system (bare-metal programs the VMM
 /// boots, not processes of ours).
-pub const GUESTS: [&str; 1] = ["test-guest"];
+pub const GUESTS: [&str; 2] = ["test-guest", "multiboot-guest"];
+/// The guests that are multiboot kernels: built for x86_64 like everything
+/// else, they are copied out as 32-bit ELF files, which is what multiboot
+/// loaders take.
+const MULTIBOOT_GUESTS: [&str; 1] = ["multiboot-guest"];
 
 /// The workspace root (where `system.toml` lives).
 pub fn workspace_root() -> PathBuf {
@@ -155,7 +159,12 @@ pub fn build(options: &BuildOptions) -> Result<Images, Error> {
     let guests = disk_contents.join("guests");
     std::fs::create_dir_all(&guests).map_err(|error| Error::Io(guests.clone(), error))?;
     for guest in GUESTS {
-        strip_debug_info(&binaries.join(guest), &guests.join(guest))?;
+        let format: &[&str] = if MULTIBOOT_GUESTS.contains(&guest) {
+            &["--output-target", "elf32-i386"]
+        } else {
+            &[]
+        };
+        copy_elf(&binaries.join(guest), &guests.join(guest), format)?;
     }
     let images = Images {
         bios: output.join("bios.img"),
@@ -170,6 +179,12 @@ pub fn build(options: &BuildOptions) -> Result<Images, Error> {
 /// Copies the ELF file `input` to `output` without its debug information,
 /// with `llvm-objcopy` from the toolchain's `llvm-tools-preview` component.
 fn strip_debug_info(input: &Path, output: &Path) -> Result<(), Error> {
+    copy_elf(input, output, &[])
+}
+
+/// Copies the ELF file `input` to `output` without its debug information,
+/// passing `llvm-objcopy` the options `extra` too.
+fn copy_elf(input: &Path, output: &Path, extra: &[&str]) -> Result<(), Error> {
     let sysroot = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
@@ -184,6 +199,7 @@ fn strip_debug_info(input: &Path, output: &Path) -> Result<(), Error> {
     }
     let status = Command::new(&objcopy)
         .arg("--strip-debug")
+        .args(extra)
         .arg(input)
         .arg(output)
         .status()

@@ -1,22 +1,46 @@
 //! The VMM in QEMU on AMD-V (TCG's SVM with nested paging): the test
-//! guest's suite, two guests at once, and hostile guests that must be
-//! stopped without harm to the host or to a guest running beside them.
+//! guest's suite, two guests at once, hostile guests that must be
+//! stopped without harm to the host or to a guest running beside them,
+//! and a multiboot kernel with modules beside images the loader refuses.
 
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
 use image_builder::qemu::{DataDisk, Firmware};
 use std::time::Duration;
-use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk};
+use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk, guest_disk_with};
 
 /// The checks the test guest runs.
-const CHECKS: [&str; 5] = ["cpuid", "port-io", "mmio", "hypercall", "pit-timer-and-hlt"];
+const CHECKS: [&str; 8] = [
+    "cpuid",
+    "port-io",
+    "mmio",
+    "hypercall",
+    "pit-timer-and-hlt",
+    "lapic-timer-and-hlt",
+    "ioapic",
+    "cmos",
+];
 /// Time for one guest: making its machine, loading it, running it.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The checks the multiboot guest runs.
+const MULTIBOOT_CHECKS: [&str; 5] = [
+    "multiboot-magic",
+    "multiboot-memory",
+    "multiboot-mmap",
+    "multiboot-cmdline",
+    "multiboot-modules",
+];
 
 /// Boots the default system with the guest images on its disk, at the shell.
 fn boot(name: &str) -> (Machine, std::path::PathBuf) {
     let options = BuildOptions::default();
-    let disk = guest_disk(name, 32, &options);
+    boot_with_disk(guest_disk(name, 32, &options))
+}
+
+/// Boots the default system with `disk`, at the shell.
+fn boot_with_disk(disk: std::path::PathBuf) -> (Machine, std::path::PathBuf) {
+    let options = BuildOptions::default();
     let mut machine = Machine::boot_with_disk(&options, Firmware::Bios, Some(DataDisk::virtio(&disk)));
     machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
     (machine, disk)
@@ -26,12 +50,17 @@ fn boot(name: &str) -> (Machine, std::path::PathBuf) {
 /// FAIL line. The shell's prompt shares the console, so a guest's line may
 /// follow a prompt: lines are matched by their ends.
 fn assert_suite_passed(output: &str, instance: &str) {
+    assert_checks_passed(output, instance, &CHECKS);
+}
+
+/// [`assert_suite_passed`] for the checks `checks`.
+fn assert_checks_passed(output: &str, instance: &str, checks: &[&str]) {
     let failures: Vec<&str> = output
         .lines()
         .filter(|line| line.contains(&format!("{instance}: FAIL")))
         .collect();
     assert!(failures.is_empty(), "{instance} failed checks: {failures:?}\n{output}");
-    for check in CHECKS {
+    for check in checks {
         let pass = format!("{instance}: PASS {check}");
         assert!(
             output.lines().any(|line| line.trim_end().ends_with(&pass)),
@@ -43,7 +72,11 @@ fn assert_suite_passed(output: &str, instance: &str) {
 #[test]
 fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
     let (mut machine, disk) = boot("vmm-suite");
-    machine.type_text("vm start -m 4 /guests/test-guest\nvm start -m 4 /guests/test-guest checks\n");
+    // Different RAM sizes, which the CMOS must report.
+    machine.type_text(
+        "vm start -m 4 /guests/test-guest ram-mib=4\n\
+         vm start -m 6 /guests/test-guest checks ram-mib=6\n",
+    );
     machine.wait_for("vmm: vm0: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.wait_for("vmm: vm1: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.type_text("vm list\npoweroff\n");
@@ -88,6 +121,54 @@ fn hostile_guests_are_stopped_and_the_host_and_a_neighbour_carry_on() {
     assert!(output.contains("vm1: PASS garbage-hypercalls"), "{output}");
     assert_suite_passed(output, "vm1");
     assert!(!output.contains("FAIL"), "{output}");
+    assert!(!output.contains("KERNEL"), "{output}");
+    assert_clean(&disk);
+}
+
+#[test]
+fn a_multiboot_kernel_boots_with_modules_and_bad_images_are_refused() {
+    let options = BuildOptions::default();
+    // The multiboot guest with its header's checksum broken.
+    let kernel_path = tests::images(&options).disk_contents.join("guests/multiboot-guest");
+    let mut bad_checksum = std::fs::read(&kernel_path).expect("the multiboot guest is built");
+    let magic = 0x1bad_b002u32.to_le_bytes();
+    let header = (0..8192)
+        .step_by(4)
+        .find(|&offset| bad_checksum[offset..offset + 4] == magic)
+        .expect("a multiboot header");
+    bad_checksum[header + 8] ^= 1;
+    let disk = guest_disk_with("vmm-multiboot", 32, &options, &[("guests/bad-checksum", bad_checksum)]);
+    let (mut machine, disk) = boot_with_disk(disk);
+    machine.type_text("write /module.txt hello-module\n");
+    let refused = [
+        ("vm start /module.txt", "vm: vm0: bad image: neither a 64-bit ELF image"),
+        ("vm start /guests/bad-checksum", "has a bad checksum"),
+        ("vm start -m 1 /guests/multiboot-guest", "past the guest's 1 MiB of RAM"),
+        ("vm start --module /nowhere /guests/multiboot-guest", "vm: vm0: no image: /nowhere"),
+    ];
+    for (command, reason) in refused {
+        machine.type_text(&format!("{command}\n"));
+        machine.wait_for(reason, GUEST_TIMEOUT);
+    }
+    // The VMM carries on: the kernel, its command line and two modules.
+    machine.type_text(
+        "vm start -m 8 --module /guests/test-guest,elf --module /module.txt,expect=hello-module \
+         /guests/multiboot-guest ram-mib=8 modules=2\n",
+    );
+    machine.wait_for("vmm: vm0: guest /guests/multiboot-guest exited", GUEST_TIMEOUT);
+    machine.type_text("vm list\nsync\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
+    assert_checks_passed(output, "vm0", &MULTIBOOT_CHECKS);
+    assert!(
+        output.contains("vm0: multiboot-guest: command line: /guests/multiboot-guest ram-mib=8 modules=2"),
+        "{output}"
+    );
+    assert!(
+        output.contains("vmm: vm0: guest /guests/multiboot-guest exited with status 0"),
+        "{output}"
+    );
     assert!(!output.contains("KERNEL"), "{output}");
     assert_clean(&disk);
 }

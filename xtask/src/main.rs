@@ -193,6 +193,8 @@ fn test() -> Result<ExitCode, String> {
             "virtio-blk",
             "--package",
             "ata",
+            "--package",
+            "vmm",
         ],
         &["test", "--package", "tests"],
     ];

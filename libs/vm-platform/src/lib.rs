@@ -29,8 +29,15 @@ pub const EXIT_PORT: u16 = 0xf4;
 pub const TEST_DEVICE: u64 = 0xd000_0000;
 /// The local APIC's registers.
 pub const LOCAL_APIC: u64 = 0xfee0_0000;
-/// The I/O APIC's registers.
+/// The local APIC timer's input clock in Hz (before its divider).
+pub const LOCAL_APIC_TIMER_HZ: u64 = 100_000_000;
+/// The I/O APIC's registers (24 pins). ISA interrupt 0 (the PIT) arrives
+/// on pin 2, the others on the pin of their number (COM1: 4).
 pub const IO_APIC: u64 = 0xfec0_0000;
+/// The I/O APIC pin the PIT's interrupt arrives on.
+pub const IO_APIC_PIT_PIN: u8 = 2;
+/// The I/O APIC pin (and 8259A line) COM1's interrupt arrives on.
+pub const COM1_INTERRUPT: u8 = 4;
 /// The signature `CPUID` leaf 0x4000_0000 returns in EBX, ECX, EDX.
 pub const CPUID_SIGNATURE: &[u8; 12] = b"L4HvMicroVMM";
 

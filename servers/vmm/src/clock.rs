@@ -3,10 +3,7 @@
 
 use runtime::syscall::{cycles, sleep_ms, uptime_ms};
 use spin::Once;
-
-/// Nanoseconds since the VMM started measuring.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Nanoseconds(pub u64);
+pub use vmm::time::Nanoseconds;
 
 struct Rate {
     start_cycles: u64,

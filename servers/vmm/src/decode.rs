@@ -6,7 +6,8 @@
 //! from memory (register or immediate), and `MOVZX`/`MOVSX` loads. Anything
 //! else stops the guest with the instruction named.
 
-use crate::devices::Devices;
+use crate::clock;
+use vmm::devices::{Devices, Effect};
 use abi::vcpu::{Registers, VcpuState};
 use alloc::format;
 use alloc::string::String;
@@ -117,16 +118,18 @@ pub fn fetch(state: &VcpuState, ram: &Region) -> Result<Instruction, String> {
 }
 
 /// Emulates the MMIO access of the instruction at `rip` to `address`, and
-/// steps past it.
+/// steps past it; returns what a write did besides.
 ///
 /// # Errors
 /// An instruction it cannot emulate, or an address no device answers.
-pub fn emulate(state: &mut VcpuState, ram: &Region, devices: &mut Devices, address: u64) -> Result<(), String> {
+pub fn emulate(state: &mut VcpuState, ram: &Region, devices: &mut Devices, address: u64) -> Result<Effect, String> {
     let instruction = fetch(state, ram)?;
     let size = instruction.memory_size().size() as u8;
     let rip = state.registers.rip;
     let unknown = || format!("{:?} at {rip:#x} cannot be emulated on MMIO", instruction.mnemonic());
     let no_device = || format!("no device at guest-physical {address:#x}");
+    let now = clock::now();
+    let mut effect = Effect::None;
     match (instruction.mnemonic(), instruction.op0_kind(), instruction.op1_kind()) {
         (Mnemonic::Mov, OpKind::Memory, source) => {
             let value = match source {
@@ -138,12 +141,12 @@ pub fn emulate(state: &mut VcpuState, ram: &Region, devices: &mut Devices, addre
                 | OpKind::Immediate32to64 => instruction.immediate(1),
                 _ => return Err(unknown()),
             };
-            devices
-                .mmio_write(address, truncate(value, size))
+            effect = devices
+                .mmio_write(address, truncate(value, size), now)
                 .ok_or_else(no_device)?;
         }
         (Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Movsx, OpKind::Register, OpKind::Memory) => {
-            let value = devices.mmio_read(address, size).ok_or_else(no_device)?;
+            let value = devices.mmio_read(address, size, now).ok_or_else(no_device)?;
             let value = if instruction.mnemonic() == Mnemonic::Movsx {
                 sign_extend(value, size)
             } else {
@@ -155,7 +158,7 @@ pub fn emulate(state: &mut VcpuState, ram: &Region, devices: &mut Devices, addre
     }
     state.registers.rip = state.registers.rip.wrapping_add(instruction.len() as u64);
     state.interrupt_shadow = 0;
-    Ok(())
+    Ok(effect)
 }
 
 fn truncate(value: u64, size: u8) -> u64 {

@@ -4,7 +4,7 @@
 
 use crate::clock::{self, Nanoseconds};
 use crate::decode;
-use crate::devices::{Devices, Effect};
+use vmm::devices::{Devices, Effect};
 use crate::machine::Machine;
 use crate::policy;
 use abi::vcpu::{Event, ExitKind, VcpuState, access, group, instruction, io};
@@ -68,7 +68,7 @@ impl Shared {
 /// Runs the guest from `state` until it ends. `name` prefixes its console
 /// output.
 pub fn run(machine: &Machine, mut state: VcpuState, name: &str, shared: &Shared) -> End {
-    let mut devices = Devices::default();
+    let mut devices = Devices::new(machine.ram.len() as u64);
     // The MMIO decoder needs the control registers and CS on every exit.
     state.store = group::CONTROL | group::SEGMENTS;
     let mut second = (clock::now(), 0u64);
@@ -124,10 +124,8 @@ fn handle(
             let size = (exit.b & io::SIZE_MASK) as u8;
             let now = clock::now();
             if exit.b & io::WRITE != 0 {
-                match devices.port_write(port, exit.c as u32, now) {
-                    Effect::None => {}
-                    Effect::Output(line) => println!("{name}: {line}"),
-                    Effect::Exit(status) => return Some(End::Exited(status)),
+                if let Some(end) = report(devices.port_write(port, exit.c as u32, now), name) {
+                    return Some(end);
                 }
             } else {
                 let value = u64::from(devices.port_read(port, size, now));
@@ -152,8 +150,13 @@ fn handle(
                     exit.a
                 )));
             }
-            if let Err(why) = decode::emulate(state, &machine.ram, devices, exit.a) {
-                return Some(End::Killed(why));
+            match decode::emulate(state, &machine.ram, devices, exit.a) {
+                Ok(effect) => {
+                    if let Some(end) = report(effect, name) {
+                        return Some(end);
+                    }
+                }
+                Err(why) => return Some(End::Killed(why)),
             }
         }
         ExitKind::Cpuid => {
@@ -165,7 +168,7 @@ fn handle(
             step(state);
         }
         ExitKind::Msr => {
-            if policy::msr(state, exit.a as u32, exit.b != 0) {
+            if policy::msr(state, exit.a as u32, exit.b != 0, &mut devices.lapic) {
                 step(state);
             }
         }
@@ -217,19 +220,32 @@ fn handle(
     None
 }
 
-/// Injects the PIC's pending interrupt if the guest can take it now, or
-/// asks for an exit as soon as it can.
+/// Prints what a device access asked to print; returns how the guest
+/// ended if it asked to.
+fn report(effect: Effect, name: &str) -> Option<End> {
+    match effect {
+        Effect::None => {}
+        Effect::Output(line) => println!("{name}: {line}"),
+        Effect::Ignored(what) => println!("vmm: {name}: {what}"),
+        Effect::Exit(status) => return Some(End::Exited(status)),
+    }
+    None
+}
+
+/// Injects the pending interrupt (the PIC's or the local APIC's, see
+/// [`Devices::pending_interrupt`]) if the guest can take it now, or asks
+/// for an exit as soon as it can.
 fn offer_interrupt(state: &mut VcpuState, devices: &mut Devices) {
     state.interrupt_window = 0;
     if state.inject.is_set() {
         return;
     }
-    let Some(vector) = devices.pic.pending_vector() else {
+    let Some(interrupt) = devices.pending_interrupt() else {
         return;
     };
     if state.registers.rflags & INTERRUPTS_ENABLED != 0 && state.interrupt_shadow == 0 {
-        devices.pic.acknowledge();
-        state.inject = Event::interrupt(vector);
+        devices.acknowledge(interrupt);
+        state.inject = Event::interrupt(interrupt.vector());
     } else {
         state.interrupt_window = 1;
     }
@@ -241,7 +257,7 @@ fn wait_for_interrupt(devices: &mut Devices, shared: &Shared) {
     loop {
         let now = clock::now();
         devices.tick(now);
-        if devices.pic.pending_vector().is_some() || shared.stop.load(Ordering::Relaxed) {
+        if devices.pending_interrupt().is_some() || shared.stop.load(Ordering::Relaxed) {
             return;
         }
         let wait = devices

@@ -6,12 +6,20 @@
 //!
 //! What a guest finds (RAM layout, device ports and addresses,
 //! hypercalls) is in the `vm-platform` crate, which the test guest shares.
+//! The devices that implement it ([`devices`]) and the multiboot loader's
+//! image checks and boot information ([`multiboot`]) live here, apart from
+//! the machine, so that they build and test on the host.
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod devices;
+pub mod multiboot;
+pub mod time;
+
 use alloc::string::String;
+use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 /// The protocol, for `service::Client` and `service::serve`.
@@ -21,19 +29,50 @@ pub struct Vmm;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Starts the guest image at `image` (a path in the filesystem) with
-    /// `memory_mib` of RAM and the command line `arguments`.
+    /// `memory_mib` of RAM and the command line `arguments`. The image is a
+    /// 64-bit ELF guest or a multiboot kernel; `modules` go to a multiboot
+    /// kernel only.
     Start {
         /// The image's path.
         image: String,
-        /// Its command line (multiboot guests get it; others ignore it).
+        /// Its command line (a 64-bit ELF guest gets it in `rdi`/`rsi`; a
+        /// multiboot kernel gets the image's path, a space and these).
         arguments: String,
         /// RAM in MiB (1..=[`MAX_MEMORY_MIB`]).
         memory_mib: u32,
+        /// Multiboot modules, in order (at most
+        /// [`multiboot::MAX_MODULES`]).
+        modules: Vec<BootModule>,
     },
     /// What this instance is doing.
     Status,
     /// Stops the guest, if one runs.
     Stop,
+}
+
+/// A multiboot module to load with the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootModule {
+    /// The file's path.
+    pub path: String,
+    /// Its command line: the kernel sees the path, a space and these.
+    pub arguments: String,
+}
+
+impl BootModule {
+    /// The string the kernel finds in the module list.
+    pub fn command_line(&self) -> String {
+        joined(&self.path, &self.arguments)
+    }
+}
+
+/// `first`, and `rest` after a space if there is any.
+pub fn joined(first: &str, rest: &str) -> String {
+    if rest.is_empty() {
+        String::from(first)
+    } else {
+        alloc::format!("{first} {rest}")
+    }
 }
 
 /// Replies.

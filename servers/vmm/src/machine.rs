@@ -6,7 +6,8 @@
 //! the first 4 GiB at [`TABLES`], a GDT at [`GDT`], the stack below
 //! [`STACK_TOP`](vm_platform::STACK_TOP), the command line at
 //! [`ARGUMENTS`](vm_platform::ARGUMENTS), the image from
-//! [`IMAGE_BASE`](vm_platform::IMAGE_BASE).
+//! [`IMAGE_BASE`](vm_platform::IMAGE_BASE). A multiboot kernel's layout is
+//! `vmm::multiboot`'s.
 
 use abi::Rights;
 use abi::vcpu::{Control, Segment, Segments, SystemMsrs, Table, VcpuState, attribute, group};
@@ -17,6 +18,7 @@ use runtime::capability::{self, AddressSpace, CSpace, Destination, Frame, GuestM
 use runtime::memory::Region;
 use runtime::vcpu::StatePage;
 use vm_platform::{ARGUMENTS, IMAGE_BASE, MAX_ARGUMENTS, STACK_TOP};
+use vmm::multiboot::{self, Bytes, Load};
 
 /// The page-table pages: a PML4, a PDPT and four page directories.
 const TABLES: u64 = 0x1000;
@@ -178,6 +180,32 @@ impl Machine {
         Ok(state)
     }
 
+    /// Writes a multiboot kernel, its modules and boot information as
+    /// `load` says, and returns the state that enters it in 32-bit
+    /// protected mode with paging off.
+    ///
+    /// # Errors
+    /// [`MachineError::Image`] if a write falls outside RAM (the plan was
+    /// made for this RAM size, so only a bug gets here).
+    pub fn load_multiboot(&self, load: &Load<'_>) -> Result<VcpuState, MachineError> {
+        let outside = |_| MachineError::Image(String::from("a multiboot piece lies outside RAM"));
+        let zeros = [0u8; 4096];
+        for (address, bytes) in &load.writes {
+            let at = *address as usize;
+            match bytes {
+                Bytes::Copy(data) => self.ram.write(at, data).map_err(outside)?,
+                Bytes::Made(data) => self.ram.write(at, data).map_err(outside)?,
+                Bytes::Zero(length) => {
+                    for start in (0..*length).step_by(zeros.len()) {
+                        let chunk = zeros.len().min(length - start);
+                        self.ram.write(at + start, &zeros[..chunk]).map_err(outside)?;
+                    }
+                }
+            }
+        }
+        Ok(protected_mode_state(load))
+    }
+
     /// Identity page tables for the first 4 GiB (2 MiB pages) and the GDT.
     fn write_tables(&self) -> Result<(), runtime::memory::OutOfBounds> {
         const PRESENT_WRITABLE: u64 = 0b11;
@@ -203,6 +231,54 @@ impl Machine {
         }
         Ok(())
     }
+}
+
+/// The task register both entry states start with: an empty busy TSS.
+const TASK_REGISTER: Segment = Segment {
+    selector: 0,
+    attributes: 0xb | attribute::PRESENT,
+    limit: 0x67,
+    base: 0,
+};
+
+/// The state the multiboot specification gives a kernel: 32-bit protected
+/// mode, paging off, flat 4 GiB code and data segments, interrupts off,
+/// EAX the boot loader's magic number and EBX the boot information.
+fn protected_mode_state(load: &Load<'_>) -> VcpuState {
+    let mut state = VcpuState {
+        load: group::ALL,
+        ..VcpuState::default()
+    };
+    state.registers.rip = u64::from(load.entry);
+    state.registers.rax = u64::from(multiboot::BOOTLOADER_MAGIC);
+    state.registers.rbx = u64::from(load.information);
+    state.registers.rflags = 0x2;
+    state.control = Control {
+        cr0: 0x11, // ET, PE
+        ..Control::default()
+    };
+    let data = Segment::flat_data(multiboot::DATA_SELECTOR);
+    let (gdt, limit) = load.gdt;
+    state.segments = Segments {
+        es: data,
+        cs: Segment::flat_code(multiboot::CODE_SELECTOR, false),
+        ss: data,
+        ds: data,
+        fs: data,
+        gs: data,
+        ldtr: Segment::default(),
+        tr: TASK_REGISTER,
+        gdtr: Table {
+            base: u64::from(gdt),
+            limit: u64::from(limit),
+        },
+        idtr: Table { base: 0, limit: 0 },
+    };
+    state.msrs = SystemMsrs {
+        pat: 0x0007_0406_0007_0406,
+        ..SystemMsrs::default()
+    };
+    state
 }
 
 /// The state entering `entry` in 64-bit mode with paging on the tables
@@ -231,12 +307,7 @@ fn long_mode_state(entry: u64) -> VcpuState {
         fs: data,
         gs: data,
         ldtr: Segment::default(),
-        tr: Segment {
-            selector: 0,
-            attributes: 0xb | attribute::PRESENT,
-            limit: 0x67,
-            base: 0,
-        },
+        tr: TASK_REGISTER,
         gdtr: Table { base: GDT, limit: 23 },
         idtr: Table { base: 0, limit: 0 },
     };

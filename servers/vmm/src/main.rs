@@ -2,7 +2,9 @@
 //! [`vmm::Request`]s on the instance's endpoint (registered under the name
 //! the system description gives it, `vm0`, `vm1`, ...); a guest thread
 //! builds the virtual machine, loads the image from the filesystem and runs
-//! it, handling every exit here in user space.
+//! it, handling every exit here in user space. An image is a 64-bit ELF
+//! guest (entered in long mode) or, failing that, a multiboot kernel with
+//! its modules (entered in 32-bit protected mode).
 
 #![no_std]
 #![no_main]
@@ -12,7 +14,6 @@ extern crate alloc;
 
 mod clock;
 mod decode;
-mod devices;
 mod guest;
 mod machine;
 mod policy;
@@ -30,7 +31,8 @@ use runtime::println;
 use service::process::{CSPACE_SLOTS, slot};
 use service::{ErrorCode, Response};
 use spin::Mutex;
-use vmm::{GuestStatus, MAX_MEMORY_MIB, Refusal, Reply, Request, Vmm};
+use vmm::multiboot::{self, Header};
+use vmm::{BootModule, GuestStatus, MAX_MEMORY_MIB, Refusal, Reply, Request, Vmm};
 
 runtime::entry!(main, heap_kib = 1024);
 
@@ -92,15 +94,100 @@ fn handle(
             image,
             arguments,
             memory_mib,
-        } => read_image(slots, buffer, files, &image)
-            .and_then(|bytes| start(slots, name, image, bytes, arguments, memory_mib)),
+            modules,
+        } => read_guest(slots, buffer, files, image, arguments, &modules, memory_mib)
+            .and_then(|guest| start(slots, name, guest, memory_mib)),
     };
     Ok(reply.into())
 }
 
-/// Reads the image at `path`, connecting to the filesystem first if need
-/// be, and checks that it is an ELF file.
-fn read_image(slots: &Slots, buffer: Buffer, files: &mut Option<Files>, path: &str) -> Result<Vec<u8>, Refusal> {
+/// What kind of image a guest is.
+enum Kind {
+    /// A 64-bit ELF guest, entered in long mode.
+    Elf64,
+    /// A multiboot kernel with this header, and its modules' contents and
+    /// command lines.
+    Multiboot(Header, Vec<(Vec<u8>, String)>),
+}
+
+/// A guest ready to boot: its image, read and checked.
+struct Guest {
+    image: String,
+    bytes: Vec<u8>,
+    arguments: String,
+    kind: Kind,
+}
+
+impl Guest {
+    /// The multiboot kernel's modules as the loader takes them.
+    fn modules(modules: &[(Vec<u8>, String)]) -> Vec<multiboot::Module<'_>> {
+        modules
+            .iter()
+            .map(|(bytes, command_line)| multiboot::Module {
+                bytes,
+                command_line,
+            })
+            .collect()
+    }
+}
+
+/// Reads the image and any modules and checks that they can boot with
+/// `memory_mib` of RAM: a 64-bit ELF file, or a multiboot kernel (whose
+/// placement is planned here, so a refusal comes at once).
+fn read_guest(
+    slots: &Slots,
+    buffer: Buffer,
+    files: &mut Option<Files>,
+    image: String,
+    arguments: String,
+    modules: &[BootModule],
+    memory_mib: u32,
+) -> Result<Guest, Refusal> {
+    if !(1..=MAX_MEMORY_MIB).contains(&memory_mib) {
+        return Err(Refusal::BadMemorySize);
+    }
+    let bytes = read_file(slots, buffer, files, &image)?;
+    let elf = elf::Elf::parse(&bytes);
+    let kind = match (elf, multiboot::find_header(&bytes)) {
+        (Ok(_), _) if modules.is_empty() => Kind::Elf64,
+        (Ok(_), _) => return Err(Refusal::BadImage(String::from("modules are for multiboot kernels only"))),
+        (Err(_), Err(why)) => return Err(Refusal::BadImage(why)),
+        (Err(error), Ok(None)) => {
+            return Err(Refusal::BadImage(format!(
+                "neither a 64-bit ELF image ({error:?}) nor a multiboot kernel (no multiboot header in its first 8 KiB)"
+            )));
+        }
+        (Err(_), Ok(Some(header))) => {
+            if modules.len() > multiboot::MAX_MODULES {
+                return Err(Refusal::BadImage(format!("more than {} modules", multiboot::MAX_MODULES)));
+            }
+            let mut contents = Vec::new();
+            for module in modules {
+                contents.push((read_file(slots, buffer, files, &module.path)?, module.command_line()));
+            }
+            let command_line = vmm::joined(&image, &arguments);
+            multiboot::plan(
+                &bytes,
+                &header,
+                &command_line,
+                &Guest::modules(&contents),
+                u64::from(memory_mib) << 20,
+            )
+            .map_err(Refusal::BadImage)?;
+            Kind::Multiboot(header, contents)
+        }
+    };
+    Ok(Guest {
+        image,
+        bytes,
+        arguments,
+        kind,
+    })
+}
+
+/// Reads the file at `path`, connecting to the filesystem first if need
+/// be.
+fn read_file(slots: &Slots, buffer: Buffer, files: &mut Option<Files>, path: &str) -> Result<Vec<u8>, Refusal> {
     if files.is_none() {
         let connected = Files::connect(slots, Memory(slot::MEMORY), AddressSpace(slot::ADDRESS_SPACE), buffer)
             .map_err(|error| Refusal::NoImage(format!("no filesystem ({error})")))?;
@@ -109,32 +196,20 @@ fn read_image(slots: &Slots, buffer: Buffer, files: &mut Option<Files>, path: &s
     let Some(files) = files.as_ref() else {
         return Err(Refusal::NoImage(String::from("no filesystem")));
     };
-    let bytes = files
+    files
         .read_file(path)
-        .map_err(|error| Refusal::NoImage(format!("{path}: {error}")))?;
-    elf::Elf::parse(&bytes).map_err(|error| Refusal::BadImage(format!("not a 64-bit ELF image ({error:?})")))?;
-    Ok(bytes)
+        .map_err(|error| Refusal::NoImage(format!("{path}: {error}")))
 }
 
-/// Checks the request and starts the guest thread.
-fn start(
-    slots: &'static Slots,
-    name: &str,
-    image: String,
-    bytes: Vec<u8>,
-    arguments: String,
-    memory_mib: u32,
-) -> Result<Reply, Refusal> {
-    if !(1..=MAX_MEMORY_MIB).contains(&memory_mib) {
-        return Err(Refusal::BadMemorySize);
-    }
+/// Starts the guest thread unless a guest runs already.
+fn start(slots: &'static Slots, name: &str, guest: Guest, memory_mib: u32) -> Result<Reply, Refusal> {
     {
-        let mut guest = GUEST.lock();
-        if guest.as_ref().is_some_and(|status| status.running) {
+        let mut status = GUEST.lock();
+        if status.as_ref().is_some_and(|status| status.running) {
             return Err(Refusal::Busy);
         }
-        *guest = Some(GuestStatus {
-            image: image.clone(),
+        *status = Some(GuestStatus {
+            image: guest.image.clone(),
             running: true,
             exits: 0,
             exits_per_second: 0,
@@ -149,8 +224,8 @@ fn start(
     // The instruction decoder wants more stack than the default.
     spawner.stack_pages = GUEST_STACK_PAGES;
     let spawned = spawner.spawn(move |_| {
-        let end = boot(slots, &instance, &image, &bytes, &arguments, memory_mib);
-        println!("vmm: {instance}: guest {image} {end}");
+        let end = boot(slots, &instance, &guest, memory_mib);
+        println!("vmm: {instance}: guest {} {end}", guest.image);
         if let Some(status) = GUEST.lock().as_mut() {
             status.running = false;
             status.ended = Some(end);
@@ -169,7 +244,7 @@ fn start(
 }
 
 /// Builds the machine, loads the image and runs it; says how it ended.
-fn boot(slots: &Slots, name: &str, image: &str, bytes: &[u8], arguments: &str, memory_mib: u32) -> String {
+fn boot(slots: &Slots, name: &str, guest: &Guest, memory_mib: u32) -> String {
     let machine = match Machine::new(
         slots,
         Memory(slot::MEMORY),
@@ -180,11 +255,23 @@ fn boot(slots: &Slots, name: &str, image: &str, bytes: &[u8], arguments: &str, m
         Err(MachineError::Kernel(what, error)) => return format!("could not start: {what} ({error:?})"),
         Err(MachineError::Image(why)) => return format!("could not start: {why}"),
     };
-    let state = match machine.load_elf64(bytes, arguments) {
+    let loaded = match &guest.kind {
+        Kind::Elf64 => machine.load_elf64(&guest.bytes, &guest.arguments),
+        Kind::Multiboot(header, modules) => multiboot::plan(
+            &guest.bytes,
+            header,
+            &vmm::joined(&guest.image, &guest.arguments),
+            &Guest::modules(modules),
+            machine.ram.len() as u64,
+        )
+        .map_err(MachineError::Image)
+        .and_then(|load| machine.load_multiboot(&load)),
+    };
+    let state = match loaded {
         Ok(state) => state,
         Err(MachineError::Image(why)) => return format!("refused: {why}"),
         Err(MachineError::Kernel(what, error)) => return format!("could not start: {what} ({error:?})"),
     };
-    println!("vmm: {name}: running {image} ({memory_mib} MiB)");
+    println!("vmm: {name}: running {} ({memory_mib} MiB)", guest.image);
     guest::run(&machine, state, name, &SHARED).to_string()
 }

@@ -4,11 +4,13 @@
 //! CPUID passes the host's answers through, minus what the VMM does not
 //! offer: virtualisation (VMX, SVM), MONITOR/MWAIT, XSAVE and AVX (the
 //! kernel switches only the x87/SSE state), x2APIC and performance
-//! counters; it adds the hypervisor bit and a signature leaf. MSRs the VMM
-//! does not know raise #GP in the guest.
+//! counters and the TSC-deadline timer; it adds the hypervisor bit, the
+//! APIC (emulated, see `vmm::devices::lapic`) and a signature leaf. MSRs
+//! the VMM does not know raise #GP in the guest.
 
 use abi::vcpu::{Event, VcpuState, group};
 use vm_platform::CPUID_SIGNATURE;
+use vmm::devices::lapic::Lapic;
 
 /// The answer to CPUID `leaf`/`subleaf`: eax, ebx, ecx, edx.
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -29,9 +31,11 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let [eax, mut ebx, mut ecx, mut edx] = [host.eax, host.ebx, host.ecx, host.edx];
     match leaf {
         1 => {
-            // VMX, MONITOR, x2APIC, XSAVE, OSXSAVE, AVX off; hypervisor on.
-            ecx &= !((1 << 5) | (1 << 3) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28));
+            // VMX, MONITOR, x2APIC, TSC deadline, XSAVE, OSXSAVE, AVX off;
+            // hypervisor on.
+            ecx &= !((1 << 5) | (1 << 3) | (1 << 21) | (1 << 24) | (1 << 26) | (1 << 27) | (1 << 28));
             ecx |= 1 << 31;
+            edx |= 1 << 9; // the APIC
             // One logical processor; APIC ID 0.
             ebx &= 0x0000_ffff;
             ebx |= 1 << 16;
@@ -54,14 +58,15 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     [eax, ebx, ecx, edx]
 }
 
-/// Local APIC base MSR value: at the usual address, enabled, this is the
-/// boot processor.
-const APIC_BASE: u64 = vm_platform::LOCAL_APIC | (1 << 11) | (1 << 8);
+/// IA32_APIC_BASE: the APIC's address (it cannot move), this is the boot
+/// processor, and the global enable bit.
+const APIC_BASE: u64 = vm_platform::LOCAL_APIC | (1 << 8);
+const APIC_ENABLED: u64 = 1 << 11;
 
 /// Emulates `RDMSR` (`write` false) or `WRMSR` of `msr`; an MSR the VMM
-/// does not offer injects #GP. Returns false if the instruction faulted
-/// (so `rip` must not advance).
-pub fn msr(state: &mut VcpuState, msr: u32, write: bool) -> bool {
+/// does not offer, or a value it does not take, injects #GP. Returns false
+/// if the instruction faulted (so `rip` must not advance).
+pub fn msr(state: &mut VcpuState, msr: u32, write: bool, lapic: &mut Lapic) -> bool {
     let value = (state.registers.rdx << 32) | (state.registers.rax & 0xffff_ffff);
     let read = |state: &mut VcpuState, value: u64| {
         state.registers.rax = value & 0xffff_ffff;
@@ -69,8 +74,8 @@ pub fn msr(state: &mut VcpuState, msr: u32, write: bool) -> bool {
     };
     match (msr, write) {
         (0x10, false) => read(state, runtime::syscall::cycles()),
-        (0x1b, false) => read(state, APIC_BASE),
-        (0x1b, true) if value == APIC_BASE => {}
+        (0x1b, false) => read(state, APIC_BASE | if lapic.hardware_enabled() { APIC_ENABLED } else { 0 }),
+        (0x1b, true) if value & !APIC_ENABLED == APIC_BASE => lapic.set_hardware_enabled(value & APIC_ENABLED != 0),
         // MTRR capabilities and default type: none, uncached default.
         (0xfe | 0x2ff, false) => read(state, 0),
         (0x2ff, true) => {}

@@ -7,11 +7,14 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use runtime::capability::Slots;
 use service::{CallError, Client};
-use vmm::{Refusal, Reply, Request, Vmm};
+use vmm::{BootModule, Refusal, Reply, Request, Vmm};
 
 /// The commands this module runs, for the help text.
-pub const HELP: &str = "  vm start [-m MIB] IMAGE [ARGS]  boots a guest image from the filesystem on
-             an idle VMM instance, with MIB of RAM (16) and command line ARGS
+pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS]
+             boots a guest image (64-bit ELF or multiboot) from the
+             filesystem on an idle VMM instance, with MIB of RAM (16) and
+             command line ARGS; each --module gives a multiboot kernel a
+             module, its command line PATH and the ARGs, commas for spaces
   vm list    the VMM instances, their guests and exits per second
   vm stop ID stops the guest of instance ID (vm0, vm1, ...)
 ";
@@ -43,16 +46,10 @@ impl Connection {
         }
         let arguments: Vec<&str> = rest.split_whitespace().collect();
         let result = match arguments.as_slice() {
-            ["start", "-m", mib, image, command_line @ ..] => match mib.parse() {
-                Ok(mib) => self.start(image, mib, command_line),
-                Err(_) => Err(format!("'{mib}' is not a number of MiB")),
-            },
-            ["start", image, command_line @ ..] if *image != "-m" => self.start(image, DEFAULT_MIB, command_line),
+            ["start", options @ ..] => parse_start(options).and_then(|request| self.start(request)),
             ["list"] => Ok(self.list()),
             ["stop", instance] => self.stop(instance),
-            _ => Err(String::from(
-                "usage: vm start [-m MIB] IMAGE [ARGS] | vm list | vm stop ID",
-            )),
+            _ => Err(String::from(USAGE)),
         };
         match result {
             Ok(text) => console.write(&text),
@@ -60,14 +57,12 @@ impl Connection {
         }
     }
 
-    fn start(&self, image: &str, memory_mib: u32, command_line: &[&str]) -> Result<String, String> {
+    fn start(&self, request: Request) -> Result<String, String> {
         if self.clients.is_empty() {
             return Err(String::from("no VMM instance"));
         }
-        let request = Request::Start {
-            image: String::from(image),
-            arguments: command_line.join(" "),
-            memory_mib,
+        let Request::Start { image, .. } = &request else {
+            return Err(String::from(USAGE));
         };
         for (instance, client) in &self.clients {
             match answer(client.call(&request)) {
@@ -108,6 +103,44 @@ impl Connection {
         answer(client.call(&Request::Stop))
             .map(|_| format!("{instance}: stopping\n"))
             .map_err(|error| error.to_string())
+    }
+}
+
+/// The `vm` command's forms.
+const USAGE: &str = "usage: vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS] | vm list | vm stop ID";
+
+/// Parses `vm start`'s options, image and arguments into a request. The
+/// options come first, in any order; the first word that is not one is the
+/// image.
+fn parse_start(words: &[&str]) -> Result<Request, String> {
+    let mut memory_mib = DEFAULT_MIB;
+    let mut modules = Vec::new();
+    let mut rest = words;
+    loop {
+        match rest {
+            ["-m", mib, after @ ..] => {
+                memory_mib = mib.parse().map_err(|_| format!("'{mib}' is not a number of MiB"))?;
+                rest = after;
+            }
+            ["--module", module, after @ ..] => {
+                let mut parts = module.split(',');
+                let path = parts.next().unwrap_or_default();
+                modules.push(BootModule {
+                    path: String::from(path),
+                    arguments: parts.collect::<Vec<_>>().join(" "),
+                });
+                rest = after;
+            }
+            ["-m" | "--module"] | [] => return Err(String::from(USAGE)),
+            [image, command_line @ ..] => {
+                return Ok(Request::Start {
+                    image: String::from(*image),
+                    arguments: command_line.join(" "),
+                    memory_mib,
+                    modules,
+                });
+            }
+        }
     }
 }
 

@@ -1,44 +1,12 @@
 //! The few instructions and devices the checks use: port I/O, the serial
-//! port, CPUID, hypercalls, an IDT with a timer handler, the PIC and PIT.
+//! port, CPUID, MSRs, hypercalls, an IDT with interrupt handlers that
+//! count, the PIC and PIT, the local APIC and I/O APIC, the CMOS.
 
 use core::arch::{asm, naked_asm};
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Writes a byte to an I/O port.
-pub fn outb(port: u16, value: u8) {
-    // SAFETY: port I/O in the guest's own (virtual) machine; it touches no
-    // memory.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
-}
-
-/// Reads a byte from an I/O port.
-pub fn inb(port: u16) -> u8 {
-    let value: u8;
-    // SAFETY: as in `outb`.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
-    value
-}
-
-/// Writes text to COM1, waiting for the transmitter each byte.
-pub fn write_str(text: &str) {
-    for byte in text.bytes() {
-        while inb(vm_platform::COM1 + 5) & 0x20 == 0 {}
-        outb(vm_platform::COM1, byte);
-    }
-}
-
-/// Writes `value` in hexadecimal to COM1.
-pub fn write_hex(value: u64) {
-    let digits = b"0123456789abcdef";
-    let mut text = [0u8; 18];
-    text[0] = b'0';
-    text[1] = b'x';
-    for (index, byte) in text[2..].iter_mut().enumerate() {
-        *byte = digits[((value >> (60 - 4 * index)) & 0xf) as usize];
-    }
-    write_str(core::str::from_utf8(&text).unwrap_or("?"));
-}
+pub use test_guest::{inb, outb, write_hex, write_str};
 
 /// CPUID of `leaf` (subleaf 0): eax, ebx, ecx, edx.
 pub fn cpuid(leaf: u32) -> [u32; 4] {
@@ -79,11 +47,34 @@ pub fn mmio_write(address: u64, value: u32) {
     unsafe { (address as *mut u32).write_volatile(value) }
 }
 
-/// Timer interrupts taken.
+/// Reads model-specific register `msr`.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: RDMSR exits to the VMM, which answers or injects #GP (which
+    // ends the checks through the exception handler).
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack)) };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// Timer interrupts taken (PIC line 0).
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Interrupts taken through the local APIC, by vector:
+/// [`LAPIC_TIMER_VECTOR`], [`SELF_IPI_VECTOR`], [`IO_APIC_VECTOR`],
+/// [`SERIAL_VECTOR`].
+pub static LOCAL_TICKS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// The vector the PIC's line 0 (the PIT) arrives on.
 pub const TIMER_VECTOR: u8 = 0x20;
+/// The local APIC timer's vector.
+pub const LAPIC_TIMER_VECTOR: u8 = 0x40;
+/// The vector the checks send themselves as an IPI.
+pub const SELF_IPI_VECTOR: u8 = 0x41;
+/// The vector the I/O APIC delivers the PIT on.
+pub const IO_APIC_VECTOR: u8 = 0x52;
+/// The vector the I/O APIC delivers COM1 on.
+pub const SERIAL_VECTOR: u8 = 0x53;
+/// The local APIC's end-of-interrupt register.
+const LAPIC_EOI: u64 = vm_platform::LOCAL_APIC + 0xb0;
 
 /// An interrupt gate.
 #[derive(Clone, Copy)]
@@ -129,6 +120,14 @@ pub fn install_idt() {
             (*idt)[vector] = gate(exception as *const () as u64);
         }
         (*idt)[usize::from(TIMER_VECTOR)] = gate(timer as *const () as u64);
+        for (vector, handler) in [
+            (LAPIC_TIMER_VECTOR, local_timer as extern "C" fn()),
+            (SELF_IPI_VECTOR, self_ipi),
+            (IO_APIC_VECTOR, io_apic_interrupt),
+            (SERIAL_VECTOR, serial_interrupt),
+        ] {
+            (*idt)[usize::from(vector)] = gate(handler as *const () as u64);
+        }
         let pointer: [u64; 2] = [(256 * 16 - 1) | ((idt as u64) << 16), (idt as u64) >> 48];
         asm!("lidt [{}]", in(reg) pointer.as_ptr().cast::<u8>(), options(readonly, nostack));
     }
@@ -152,6 +151,71 @@ extern "C" fn timer() {
         "iretq",
         ticks = sym TICKS,
     );
+}
+
+/// A handler for an interrupt from the local APIC: counts in
+/// `LOCAL_TICKS[$index]` and writes the APIC's end of interrupt.
+macro_rules! local_handler {
+    ($name:ident, $index:literal) => {
+        #[unsafe(naked)]
+        extern "C" fn $name() {
+            naked_asm!(
+                "push rax",
+                "lock inc qword ptr [rip + {ticks} + {offset}]",
+                "mov rax, {eoi}",
+                "mov dword ptr [rax], 0",
+                "pop rax",
+                "iretq",
+                ticks = sym LOCAL_TICKS,
+                offset = const $index * 8,
+                eoi = const LAPIC_EOI,
+            );
+        }
+    };
+}
+
+local_handler!(local_timer, 0);
+local_handler!(self_ipi, 1);
+local_handler!(io_apic_interrupt, 2);
+local_handler!(serial_interrupt, 3);
+
+/// Interrupts taken on local-APIC vector `index` of [`LOCAL_TICKS`].
+pub fn local_ticks(index: usize) -> u64 {
+    LOCAL_TICKS[index].load(Ordering::Relaxed)
+}
+
+/// Reads local APIC register `offset`.
+pub fn lapic_read(offset: u64) -> u32 {
+    mmio_read(vm_platform::LOCAL_APIC + offset)
+}
+
+/// Writes local APIC register `offset`.
+pub fn lapic_write(offset: u64, value: u32) {
+    mmio_write(vm_platform::LOCAL_APIC + offset, value);
+}
+
+/// Reads I/O APIC register `index` through its select and window.
+pub fn ioapic_read(index: u8) -> u32 {
+    mmio_write(vm_platform::IO_APIC, u32::from(index));
+    mmio_read(vm_platform::IO_APIC + 0x10)
+}
+
+/// Writes I/O APIC register `index`.
+pub fn ioapic_write(index: u8, value: u32) {
+    mmio_write(vm_platform::IO_APIC, u32::from(index));
+    mmio_write(vm_platform::IO_APIC + 0x10, value);
+}
+
+/// Reads CMOS register `index` (NMIs stay enabled).
+pub fn cmos_read(index: u8) -> u8 {
+    outb(0x70, index);
+    inb(0x71)
+}
+
+/// Writes CMOS register `index`.
+pub fn cmos_write(index: u8, value: u8) {
+    outb(0x70, index);
+    outb(0x71, value);
 }
 
 /// Programs the PIC pair to vectors 0x20 and 0x28 with only line 0
@@ -181,6 +245,14 @@ pub fn wait_for_interrupt() {
     // SAFETY: STI; HLT wakes on the next interrupt (the shadow after STI
     // keeps one from arriving between the two); the handlers are installed.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
+/// Enables interrupts for a moment, so pending ones are taken, without
+/// halting.
+pub fn enable_interrupts_briefly() {
+    // SAFETY: the handlers are installed; an interrupt may arrive between
+    // STI's shadow and CLI.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
 }
 
 /// Stops for good.

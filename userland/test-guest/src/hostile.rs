@@ -57,7 +57,7 @@ fn garbage_hypercalls() -> u8 {
         hardware::hypercall(number, seed.rotate_left(17));
     }
     write_str("PASS garbage-hypercalls\n");
-    checks::run()
+    checks::run(None)
 }
 
 /// The PIT at its fastest and interrupts on, for ever: a new interrupt is

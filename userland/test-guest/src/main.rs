@@ -4,7 +4,8 @@
 //! does:
 //! - nothing (or `checks`): one check per platform feature, each printing
 //!   `PASS name` or `FAIL name: why` on COM1, then it ends through the exit
-//!   port with the number of failures as its status;
+//!   port with the number of failures as its status; `ram-mib=N` anywhere
+//!   on the command line tells the checks the RAM `vm start -m` gave;
 //! - a hostile behaviour ([`hostile`]) the VMM and the kernel must survive.
 
 #![no_std]
@@ -23,12 +24,16 @@ extern "C" fn _start(arguments: *const u8, length: usize) -> ! {
     // SAFETY: the VMM put `length` bytes of command line at `arguments`,
     // inside the identity-mapped RAM, and nothing writes them.
     let command_line = unsafe { core::slice::from_raw_parts(arguments, length.min(vm_platform::MAX_ARGUMENTS)) };
-    let mode = core::str::from_utf8(command_line).unwrap_or("").trim();
+    let words = core::str::from_utf8(command_line).unwrap_or("").split_whitespace();
+    let ram_mib = words
+        .clone()
+        .find_map(|word| word.strip_prefix("ram-mib=")?.parse().ok());
+    let mode = words.clone().find(|word| !word.contains('=')).unwrap_or("checks");
     write_str("test-guest: running ");
-    write_str(if mode.is_empty() { "checks" } else { mode });
+    write_str(mode);
     write_str("\n");
     let status = match mode {
-        "" | "checks" => checks::run(),
+        "checks" => checks::run(ram_mib),
         other => hostile::run(other),
     };
     write_str("test-guest: done\n");

@@ -1,48 +1,114 @@
 //! The emulated platform: which device answers each port and each
-//! guest-physical address the guest's RAM does not cover.
+//! guest-physical address the guest's RAM does not cover, how interrupt
+//! lines are wired, and which interrupt the CPU takes next.
+//!
+//! Wiring, as on a PC: the PIT's output is ISA interrupt 0 (8259A line 0,
+//! I/O APIC pin 2), COM1's is ISA interrupt 4 (line 4, pin 4). The 8259A
+//! reaches the CPU as ExtINT through the local APIC's LINT0; the I/O APIC
+//! and the local APIC's own sources through the local APIC's request
+//! register. ExtINT bypasses the local APIC's priorities, so the PIC's
+//! interrupt goes first when both are ready (as KVM does).
 
+pub mod ioapic;
+pub mod lapic;
 pub mod pic;
 pub mod pit;
+pub mod rtc;
 pub mod uart;
 
-use crate::clock::Nanoseconds;
+use crate::time::Nanoseconds;
 use alloc::string::String;
+use ioapic::IoApic;
+use lapic::{Lapic, Written};
 use pic::Pic;
 use pit::Pit;
+use rtc::Rtc;
 use uart::Uart;
-use vm_platform::{COM1, EXIT_PORT, TEST_DEVICE};
+use vm_platform::{COM1, COM1_INTERRUPT, EXIT_PORT, IO_APIC, IO_APIC_PIT_PIN, LOCAL_APIC, TEST_DEVICE};
 
-/// What a port write did besides changing device state.
+/// The size of each device's MMIO page.
+const PAGE: u64 = 4096;
+/// The system control port: bit 1 shows the A20 gate, always open here.
+const SYSTEM_CONTROL: u16 = 0x92;
+const A20_ENABLED: u8 = 0x02;
+
+/// What an access did besides changing device state.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Nothing else.
     None,
     /// A line of console output.
     Output(String),
+    /// Something the guest asked for that the platform ignored, worth a
+    /// line in the VMM's log.
+    Ignored(String),
     /// The guest asked to end, with this status.
     Exit(u8),
 }
 
+/// An interrupt ready for the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// From the 8259A, as ExtINT.
+    External(u8),
+    /// From the local APIC's request register.
+    Local(u8),
+}
+
+impl Interrupt {
+    /// Its vector.
+    pub fn vector(self) -> u8 {
+        match self {
+            Self::External(vector) | Self::Local(vector) => vector,
+        }
+    }
+}
+
 /// Every device of one guest.
-#[derive(Default)]
 pub struct Devices {
     /// COM1.
     pub uart: Uart,
-    /// The interrupt controllers.
+    /// The 8259A pair.
     pub pic: Pic,
     /// The interval timer.
     pub pit: Pit,
+    /// The CPU's local APIC.
+    pub lapic: Lapic,
+    /// The I/O APIC.
+    pub ioapic: IoApic,
+    /// The CMOS RAM and clock.
+    pub rtc: Rtc,
     /// The test device's register.
     test_register: u32,
 }
 
 impl Devices {
+    /// The devices of a machine with `ram_bytes` of RAM.
+    pub fn new(ram_bytes: u64) -> Self {
+        Self {
+            uart: Uart::default(),
+            pic: Pic::default(),
+            pit: Pit::default(),
+            lapic: Lapic::default(),
+            ioapic: IoApic::default(),
+            rtc: Rtc::new(ram_bytes),
+            test_register: 0,
+        }
+    }
+
     /// A port read of `size` bytes (1, 2 or 4); ports nobody answers read
     /// as all ones, as on a real bus.
     pub fn port_read(&mut self, port: u16, size: u8, now: Nanoseconds) -> u32 {
         let byte = match port {
             _ if Pic::handles(port) => self.pic.read(port),
             _ if Pit::handles(port) => self.pit.read(port, now),
-            COM1..=0x3ff => self.uart.read(port - COM1),
+            _ if Rtc::handles(port) => self.rtc.read(port, now),
+            SYSTEM_CONTROL => A20_ENABLED,
+            COM1..=0x3ff => {
+                let byte = self.uart.read(port - COM1);
+                self.update_uart_line();
+                byte
+            }
             _ => return all_ones(size),
         };
         u32::from(byte)
@@ -54,8 +120,11 @@ impl Devices {
         match port {
             _ if Pic::handles(port) => self.pic.write(port, byte),
             _ if Pit::handles(port) => self.pit.write(port, byte, now),
+            _ if Rtc::handles(port) => self.rtc.write(port, byte, now),
             COM1..=0x3ff => {
-                if let Some(line) = self.uart.write(port - COM1, byte) {
+                let line = self.uart.write(port - COM1, byte);
+                self.update_uart_line();
+                if let Some(line) = line {
                     return Effect::Output(line);
                 }
             }
@@ -66,35 +135,95 @@ impl Devices {
     }
 
     /// An MMIO read; `None` where no device is (the guest is stopped).
-    pub fn mmio_read(&mut self, address: u64, size: u8) -> Option<u64> {
-        match address.checked_sub(TEST_DEVICE)? {
-            0 => Some(u64::from(self.test_register)),
-            4 => Some(u64::from(!self.test_register)),
-            offset if offset < 4096 => Some(u64::from(all_ones(size))),
-            _ => None,
-        }
+    pub fn mmio_read(&mut self, address: u64, size: u8, now: Nanoseconds) -> Option<u64> {
+        let value = match Page::of(address)? {
+            (Page::LocalApic, offset) if self.lapic.hardware_enabled() => self.lapic.read(offset, now),
+            (Page::IoApic, offset) => self.ioapic.read(offset),
+            (Page::TestDevice, 0) => self.test_register,
+            (Page::TestDevice, 4) => !self.test_register,
+            _ => all_ones(size),
+        };
+        Some(u64::from(value))
     }
 
     /// An MMIO write; `None` where no device is.
-    pub fn mmio_write(&mut self, address: u64, value: u64) -> Option<()> {
-        match address.checked_sub(TEST_DEVICE)? {
-            0 => self.test_register = value as u32,
-            offset if offset < 4096 => {}
-            _ => return None,
+    pub fn mmio_write(&mut self, address: u64, value: u64, now: Nanoseconds) -> Option<Effect> {
+        let value = value as u32;
+        match Page::of(address)? {
+            (Page::LocalApic, offset) if self.lapic.hardware_enabled() => {
+                match self.lapic.write(offset, value, now) {
+                    Some(Written::LevelEnd(vector)) => self.ioapic.end_of_interrupt(vector, &mut self.lapic),
+                    Some(Written::Ignored(why)) => return Some(Effect::Ignored(why)),
+                    None => {}
+                }
+            }
+            (Page::IoApic, offset) => self.ioapic.write(offset, value, &mut self.lapic),
+            (Page::TestDevice, 0) => self.test_register = value,
+            _ => {}
         }
-        Some(())
+        Some(Effect::None)
     }
 
     /// Advances the timers to `now`, raising their interrupt lines.
     pub fn tick(&mut self, now: Nanoseconds) {
         if self.pit.poll_interrupt(now) {
             self.pic.pulse(0);
+            self.ioapic.pulse(IO_APIC_PIT_PIN, &mut self.lapic);
         }
+        self.lapic.tick(now);
     }
 
     /// When a timer next needs attention.
     pub fn next_deadline(&self) -> Option<Nanoseconds> {
-        self.pit.next_interrupt()
+        match (self.pit.next_interrupt(), self.lapic.next_deadline()) {
+            (Some(pit), Some(lapic)) => Some(pit.min(lapic)),
+            (pit, lapic) => pit.or(lapic),
+        }
+    }
+
+    /// The interrupt the CPU would take now, if any, without taking it.
+    pub fn pending_interrupt(&mut self) -> Option<Interrupt> {
+        if self.lapic.passes_external_interrupts()
+            && let Some(vector) = self.pic.pending_vector()
+        {
+            return Some(Interrupt::External(vector));
+        }
+        self.lapic.pending_vector().map(Interrupt::Local)
+    }
+
+    /// The CPU takes `interrupt` (from [`Self::pending_interrupt`]).
+    pub fn acknowledge(&mut self, interrupt: Interrupt) {
+        match interrupt {
+            Interrupt::External(_) => self.pic.acknowledge(),
+            Interrupt::Local(vector) => self.lapic.acknowledge(vector),
+        }
+    }
+
+    /// Drives ISA interrupt 4 from the UART's output.
+    fn update_uart_line(&mut self) {
+        let high = self.uart.interrupt_line();
+        self.pic.set_line(COM1_INTERRUPT, high);
+        self.ioapic.set_line(COM1_INTERRUPT, high, &mut self.lapic);
+    }
+}
+
+/// The MMIO pages devices answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Page {
+    LocalApic,
+    IoApic,
+    TestDevice,
+}
+
+impl Page {
+    /// The page `address` is in and the offset in it.
+    fn of(address: u64) -> Option<(Self, u64)> {
+        [(Self::LocalApic, LOCAL_APIC), (Self::IoApic, IO_APIC), (Self::TestDevice, TEST_DEVICE)]
+            .into_iter()
+            .find_map(|(page, base)| {
+                let offset = address.checked_sub(base)?;
+                (offset < PAGE).then_some((page, offset))
+            })
     }
 }
 
@@ -104,5 +233,72 @@ fn all_ones(size: u8) -> u32 {
         1 => 0xff,
         2 => 0xffff,
         _ => 0xffff_ffff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Nanoseconds = Nanoseconds(0);
+
+    #[test]
+    fn the_pit_reaches_the_cpu_through_the_pic_or_the_io_apic() {
+        let mut devices = Devices::new(4 << 20);
+        for (port, value) in [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xfe)] {
+            devices.port_write(port, value, NOW);
+        }
+        devices.port_write(0x43, 0x34, NOW);
+        devices.port_write(0x40, 100, NOW);
+        devices.port_write(0x40, 0, NOW);
+        let period = Nanoseconds(100 * 1_000_000_000 / 1_193_182 + 1);
+        devices.tick(period);
+        let interrupt = devices.pending_interrupt();
+        assert_eq!(interrupt, Some(Interrupt::External(0x20)));
+        devices.acknowledge(Interrupt::External(0x20));
+        devices.port_write(0x20, 0x20, NOW);
+        // Now through the I/O APIC: mask the PIC, route pin 2.
+        devices.port_write(0x21, 0xff, NOW);
+        devices.mmio_write(IO_APIC, 0x14, NOW);
+        devices.mmio_write(IO_APIC + 0x10, 0x31, NOW);
+        devices.tick(Nanoseconds(period.0 * 2));
+        assert_eq!(devices.pending_interrupt(), Some(Interrupt::Local(0x31)));
+        devices.acknowledge(Interrupt::Local(0x31));
+        assert_eq!(devices.mmio_write(LOCAL_APIC + 0xb0, 0, NOW), Some(Effect::None));
+        assert_eq!(devices.pending_interrupt(), None);
+    }
+
+    #[test]
+    fn external_interrupts_go_first_and_local_ones_wait() {
+        let mut devices = Devices::new(4 << 20);
+        devices.pic.write(0x21, 0x00);
+        devices.pic.pulse(1);
+        devices.lapic.accept(0x80, false);
+        let first = devices.pending_interrupt().expect("pending");
+        assert!(matches!(first, Interrupt::External(_)));
+        devices.acknowledge(first);
+        assert_eq!(devices.pending_interrupt(), Some(Interrupt::Local(0x80)));
+    }
+
+    #[test]
+    fn com1_raises_interrupt_4_when_enabled() {
+        let mut devices = Devices::new(4 << 20);
+        devices.port_write(0x21, 0xff, NOW);
+        devices.mmio_write(IO_APIC, 0x18, NOW);
+        devices.mmio_write(IO_APIC + 0x10, 0x44, NOW);
+        devices.port_write(COM1 + 4, 0x08, NOW);
+        devices.port_write(COM1 + 1, 0x02, NOW);
+        assert_eq!(devices.pending_interrupt(), Some(Interrupt::Local(0x44)));
+        assert_eq!(devices.port_read(COM1 + 2, 1, NOW), 0x02);
+        assert!(!devices.uart.interrupt_line());
+    }
+
+    #[test]
+    fn unknown_addresses_have_no_device_and_pages_read_all_ones() {
+        let mut devices = Devices::new(4 << 20);
+        assert_eq!(devices.mmio_read(0xe000_0000, 4, NOW), None);
+        assert_eq!(devices.mmio_read(TEST_DEVICE + 8, 2, NOW), Some(0xffff));
+        assert_eq!(devices.mmio_read(LOCAL_APIC + 0x30, 4, NOW), Some(0x0005_0014));
+        assert_eq!(devices.port_read(SYSTEM_CONTROL, 1, NOW), u32::from(A20_ENABLED));
     }
 }

@@ -5,7 +5,7 @@
 //! interrupt line 0; channel 2's output shows in bit 5 of port 0x61, which
 //! is how Linux calibrates its clocks.
 
-use crate::clock::Nanoseconds;
+use crate::time::Nanoseconds;
 
 /// The counters' input frequency in Hz.
 const FREQUENCY: u64 = 1_193_182;
