@@ -245,70 +245,66 @@ const TASK_REGISTER: Segment = Segment {
 /// mode, paging off, flat 4 GiB code and data segments, interrupts off,
 /// EAX the boot loader's magic number and EBX the boot information.
 fn protected_mode_state(load: &Load<'_>) -> VcpuState {
-    let mut state = VcpuState {
-        load: group::ALL,
-        ..VcpuState::default()
-    };
-    state.registers.rip = u64::from(load.entry);
-    state.registers.rax = u64::from(multiboot::BOOTLOADER_MAGIC);
-    state.registers.rbx = u64::from(load.information);
-    state.registers.rflags = 0x2;
-    state.control = Control {
-        cr0: 0x11, // ET, PE
-        ..Control::default()
-    };
-    let data = Segment::flat_data(multiboot::DATA_SELECTOR);
     let (gdt, limit) = load.gdt;
-    state.segments = Segments {
-        es: data,
-        cs: Segment::flat_code(multiboot::CODE_SELECTOR, false),
-        ss: data,
-        ds: data,
-        fs: data,
-        gs: data,
-        ldtr: Segment::default(),
-        tr: TASK_REGISTER,
-        gdtr: Table {
+    let mut state = entry_state(
+        u64::from(load.entry),
+        Control {
+            cr0: 0x11, // ET, PE
+            ..Control::default()
+        },
+        Segment::flat_code(multiboot::CODE_SELECTOR, false),
+        Segment::flat_data(multiboot::DATA_SELECTOR),
+        Table {
             base: u64::from(gdt),
             limit: u64::from(limit),
         },
-        idtr: Table { base: 0, limit: 0 },
-    };
-    state.msrs = SystemMsrs {
-        pat: 0x0007_0406_0007_0406,
-        ..SystemMsrs::default()
-    };
+    );
+    state.registers.rax = u64::from(multiboot::BOOTLOADER_MAGIC);
+    state.registers.rbx = u64::from(load.information);
     state
 }
 
 /// The state entering `entry` in 64-bit mode with paging on the tables
 /// [`Machine::write_tables`] made.
 fn long_mode_state(entry: u64) -> VcpuState {
+    let mut state = entry_state(
+        entry,
+        Control {
+            cr0: 0x8000_0033, // PG, NE, ET, MP, PE
+            cr2: 0,
+            cr3: TABLES,
+            cr4: 0x620,  // OSXMMEXCPT, OSFXSR, PAE
+            efer: 0x500, // LMA, LME
+        },
+        Segment::flat_code(0x08, true),
+        Segment::flat_data(0x10),
+        Table { base: GDT, limit: 23 },
+    );
+    state.registers.rsp = STACK_TOP;
+    state
+}
+
+/// What both entry states share: every group loaded, interrupts off, flat
+/// `code` and `data` segments from the table at `gdtr`, no IDT yet, and
+/// the architectural reset PAT.
+fn entry_state(entry: u64, control: Control, code: Segment, data: Segment, gdtr: Table) -> VcpuState {
     let mut state = VcpuState {
         load: group::ALL,
         ..VcpuState::default()
     };
     state.registers.rip = entry;
-    state.registers.rsp = STACK_TOP;
     state.registers.rflags = 0x2;
-    state.control = Control {
-        cr0: 0x8000_0033, // PG, NE, ET, MP, PE
-        cr2: 0,
-        cr3: TABLES,
-        cr4: 0x620,  // OSXMMEXCPT, OSFXSR, PAE
-        efer: 0x500, // LMA, LME
-    };
-    let data = Segment::flat_data(0x10);
+    state.control = control;
     state.segments = Segments {
         es: data,
-        cs: Segment::flat_code(0x08, true),
+        cs: code,
         ss: data,
         ds: data,
         fs: data,
         gs: data,
         ldtr: Segment::default(),
         tr: TASK_REGISTER,
-        gdtr: Table { base: GDT, limit: 23 },
+        gdtr,
         idtr: Table { base: 0, limit: 0 },
     };
     state.msrs = SystemMsrs {
