@@ -66,17 +66,21 @@ pub fn hypercall(number: u64, argument: u64) -> u64 {
 }
 
 /// Reads the 32-bit register at guest-physical (= virtual, identity
-/// mapped) `address`.
+/// mapped) `address`. Always a plain `MOV`: the VMM emulates only moves
+/// on MMIO, and an optimised volatile read may become a `CMP` with a
+/// memory operand.
 pub fn mmio_read(address: u64) -> u32 {
+    let value: u32;
     // SAFETY: the VMM emulates the device page at `address`; the access
     // exits and never touches real memory.
-    unsafe { (address as *const u32).read_volatile() }
+    unsafe { asm!("mov {:e}, dword ptr [{}]", out(reg) value, in(reg) address, options(nostack, preserves_flags)) };
+    value
 }
 
-/// Writes the 32-bit register at `address`.
+/// Writes the 32-bit register at `address`, with a plain `MOV`.
 pub fn mmio_write(address: u64, value: u32) {
     // SAFETY: as in `mmio_read`.
-    unsafe { (address as *mut u32).write_volatile(value) }
+    unsafe { asm!("mov dword ptr [{}], {:e}", in(reg) address, in(reg) value, options(nostack, preserves_flags)) };
 }
 
 /// Timer interrupts taken.
