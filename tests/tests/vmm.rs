@@ -1,12 +1,13 @@
 //! The VMM in QEMU on AMD-V (TCG's SVM with nested paging): the test
 //! guest's suite, two guests at once, and hostile guests that must be
 //! stopped without harm to the host or to a guest running beside them.
+//! And the same suite on Intel VT-x (EPT, unrestricted guest) in Bochs.
 
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
 use image_builder::qemu::{DataDisk, Firmware};
-use std::time::Duration;
-use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk};
+use std::time::{Duration, Instant};
+use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk, with_system};
 
 /// The checks the test guest runs.
 const CHECKS: [&str; 5] = ["cpuid", "port-io", "mmio", "hypercall", "pit-timer-and-hlt"];
@@ -90,4 +91,36 @@ fn hostile_guests_are_stopped_and_the_host_and_a_neighbour_carry_on() {
     assert!(!output.contains("FAIL"), "{output}");
     assert!(!output.contains("KERNEL"), "{output}");
     assert_clean(&disk);
+}
+
+#[test]
+fn the_guest_suite_passes_on_vt_x_under_bochs() {
+    let options = BuildOptions {
+        release: true,
+        ..with_system("systems/vmm-bochs.toml")
+    };
+    let disk = guest_disk("vmm-bochs", 16, &options);
+    let started = Instant::now();
+    let mut machine = Machine::boot_bochs(&options, &disk);
+    let slow = Duration::from_secs(300);
+    machine.wait_for("shell: type 'help'", slow);
+    machine.type_text("vm start -m 4 /guests/test-guest checks\n");
+    // However it ends: the assertions below say what went wrong.
+    machine.wait_for("vmm: vm0: guest /guests/test-guest ", slow);
+    machine.type_text("vm list\npoweroff\n");
+    let finished = machine.wait_exit(slow);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
+    assert!(output.contains("virtualisation: Intel VT-x"), "{output}");
+    assert_suite_passed(output, "vm0");
+    let ended = "vmm: vm0: guest /guests/test-guest exited with status 0";
+    assert!(output.contains(ended), "no '{ended}':\n{output}");
+    assert!(!output.contains("KERNEL"), "{output}");
+    assert_clean(&disk);
+    // The figures: the whole run's wall time and the guest's exits.
+    let exits = output
+        .lines()
+        .find(|line| line.starts_with("vm0 ") && line.contains("test-guest"))
+        .unwrap_or("vm0: no row in 'vm list'");
+    eprintln!("VT-x under Bochs: boot, suite and power-off in {:?}; {exits}", started.elapsed());
 }
