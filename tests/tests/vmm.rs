@@ -1,11 +1,13 @@
 //! The VMM in QEMU on AMD-V (TCG's SVM with nested paging): the test
 //! guest's suite, two guests at once, and hostile guests that must be
 //! stopped without harm to the host or to a guest running beside them.
-//! And the same suite on Intel VT-x (EPT, unrestricted guest) in Bochs.
+//! The same tests run on Intel VT-x (EPT, unrestricted guest) in Bochs,
+//! whose release build of systems/vmm-bochs.toml boots in seconds.
 
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
 use image_builder::qemu::{DataDisk, Firmware};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk, with_system};
 
@@ -15,7 +17,7 @@ const CHECKS: [&str; 5] = ["cpuid", "port-io", "mmio", "hypercall", "pit-timer-a
 const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// Boots the default system with the guest images on its disk, at the shell.
-fn boot(name: &str) -> (Machine, std::path::PathBuf) {
+fn boot(name: &str) -> (Machine, PathBuf) {
     let options = BuildOptions::default();
     let disk = guest_disk(name, 32, &options);
     let mut machine = Machine::boot_with_disk(&options, Firmware::Bios, Some(DataDisk::virtio(&disk)));
@@ -41,9 +43,39 @@ fn assert_suite_passed(output: &str, instance: &str) {
     }
 }
 
+/// Boots systems/vmm-bochs.toml (the release build) in Bochs with the
+/// guest images on its disk, at the shell.
+fn boot_bochs(name: &str) -> (Machine, PathBuf) {
+    let options = BuildOptions {
+        release: true,
+        ..with_system("systems/vmm-bochs.toml")
+    };
+    let disk = guest_disk(name, 16, &options);
+    let mut machine = Machine::boot_bochs(&options, &disk);
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    assert!(
+        machine.output().contains("virtualisation: Intel VT-x"),
+        "{}",
+        machine.output()
+    );
+    (machine, disk)
+}
+
 #[test]
 fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
-    let (mut machine, disk) = boot("vmm-suite");
+    let (machine, disk) = boot("vmm-suite");
+    two_guests(machine, &disk);
+}
+
+#[test]
+fn the_guest_suite_passes_on_vt_x_on_two_guests_at_once() {
+    let (machine, disk) = boot_bochs("vmm-bochs-two");
+    two_guests(machine, &disk);
+}
+
+/// Runs the suite on two guests at once (each vcpu's control block in
+/// turn), then powers off.
+fn two_guests(mut machine: Machine, disk: &Path) {
     machine.type_text("vm start -m 4 /guests/test-guest\nvm start -m 4 /guests/test-guest checks\n");
     machine.wait_for("vmm: vm0: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.wait_for("vmm: vm1: guest /guests/test-guest exited", GUEST_TIMEOUT);
@@ -57,12 +89,25 @@ fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
         assert!(output.contains(&ended), "no '{ended}':\n{output}");
     }
     assert!(!output.contains("KERNEL"), "{output}");
-    assert_clean(&disk);
+    assert_clean(disk);
 }
 
 #[test]
 fn hostile_guests_are_stopped_and_the_host_and_a_neighbour_carry_on() {
-    let (mut machine, disk) = boot("vmm-hostile");
+    let (machine, disk) = boot("vmm-hostile");
+    hostile_guests(machine, &disk);
+}
+
+#[test]
+fn hostile_guests_are_stopped_on_vt_x_and_the_host_and_a_neighbour_carry_on() {
+    let (machine, disk) = boot_bochs("vmm-bochs-hostile");
+    hostile_guests(machine, &disk);
+}
+
+/// Stops hostile guests one after another beside a neighbour flooding
+/// itself with timer interrupts, checks the host still serves files, then
+/// powers off.
+fn hostile_guests(mut machine: Machine, disk: &Path) {
     // A neighbour that floods itself with timer interrupts until stopped.
     machine.type_text("vm start -m 4 /guests/test-guest interrupt-storm\n");
     machine.wait_for("vm0: test-guest: running interrupt-storm", GUEST_TIMEOUT);
@@ -90,28 +135,20 @@ fn hostile_guests_are_stopped_and_the_host_and_a_neighbour_carry_on() {
     assert_suite_passed(output, "vm1");
     assert!(!output.contains("FAIL"), "{output}");
     assert!(!output.contains("KERNEL"), "{output}");
-    assert_clean(&disk);
+    assert_clean(disk);
 }
 
 #[test]
 fn the_guest_suite_passes_on_vt_x_under_bochs() {
-    let options = BuildOptions {
-        release: true,
-        ..with_system("systems/vmm-bochs.toml")
-    };
-    let disk = guest_disk("vmm-bochs", 16, &options);
     let started = Instant::now();
-    let mut machine = Machine::boot_bochs(&options, &disk);
-    let slow = Duration::from_secs(300);
-    machine.wait_for("shell: type 'help'", slow);
+    let (mut machine, disk) = boot_bochs("vmm-bochs");
     machine.type_text("vm start -m 4 /guests/test-guest checks\n");
     // However it ends: the assertions below say what went wrong.
-    machine.wait_for("vmm: vm0: guest /guests/test-guest ", slow);
+    machine.wait_for("vmm: vm0: guest /guests/test-guest ", GUEST_TIMEOUT);
     machine.type_text("vm list\npoweroff\n");
-    let finished = machine.wait_exit(slow);
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
     let output = &finished.output;
     assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
-    assert!(output.contains("virtualisation: Intel VT-x"), "{output}");
     assert_suite_passed(output, "vm0");
     let ended = "vmm: vm0: guest /guests/test-guest exited with status 0";
     assert!(output.contains(ended), "no '{ended}':\n{output}");
