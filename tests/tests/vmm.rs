@@ -159,5 +159,8 @@ fn the_guest_suite_passes_on_vt_x_under_bochs() {
         .lines()
         .find(|line| line.starts_with("vm0 ") && line.contains("test-guest"))
         .unwrap_or("vm0: no row in 'vm list'");
-    eprintln!("VT-x under Bochs: boot, suite and power-off in {:?}; {exits}", started.elapsed());
+    eprintln!(
+        "VT-x under Bochs: boot, suite and power-off in {:?}; {exits}",
+        started.elapsed()
+    );
 }

@@ -190,4 +190,3 @@ pub fn reset_state() -> VcpuState {
         ..VcpuState::default()
     }
 }
-

@@ -173,6 +173,20 @@ pub fn init() -> bool {
         log::warn!("virtualisation: VMXON failed");
         return false;
     }
+    let vpids = if configuration.invvpid_type.is_some() {
+        "on"
+    } else {
+        "off"
+    };
+    let invept = if configuration.invept_type == 1 {
+        "single-context"
+    } else {
+        "all-context"
+    };
+    log::info!(
+        "vmx: VMCS revision {:#x}, VPIDs {vpids}, INVEPT {invept}",
+        configuration.revision
+    );
     CONFIGURATION.call_once(|| configuration);
     true
 }
@@ -292,11 +306,6 @@ fn msr_bitmap() -> Option<u64> {
     Some(page.start_address().as_u64())
 }
 
-fn configuration() -> &'static Configuration {
-    // `Hardware::new` makes a VMCS only once `init` chose VT-x.
-    CONFIGURATION.get().expect("VT-x is configured before any VMCS exists")
-}
-
 /// Writes a VMCS field of the current VMCS.
 fn write(field: u32, value: u64) {
     // SAFETY: VMWRITE changes only the current VMCS (a failure sets
@@ -325,6 +334,7 @@ struct SwitchedMsrs([u64; SWITCHED_MSRS.len()]);
 
 /// One vcpu's VMCS, with the guest state the VMCS does not hold.
 pub struct Vmcs {
+    configuration: &'static Configuration,
     page: PhysFrame,
     registers: Registers,
     cr2: u64,
@@ -342,7 +352,7 @@ impl Vmcs {
     /// A VMCS with the controls set and the guest in the x86 reset state
     /// (real mode, at F000:FFF0).
     pub fn new() -> Option<Self> {
-        let configuration = configuration();
+        let configuration = CONFIGURATION.get()?;
         let page = frames::allocate_zeroed()?;
         let region = physical_to_virtual(page.start_address().as_u64()).as_mut_ptr::<u32>();
         // SAFETY: the frame was just allocated for this VMCS; its first
@@ -354,6 +364,7 @@ impl Vmcs {
             0
         };
         let mut vmcs = Self {
+            configuration,
             page,
             registers: Registers::default(),
             cr2: 0,
@@ -409,13 +420,14 @@ impl Vmcs {
     /// Loads the guest state `state` holds: the general registers and
     /// interrupt shadow always, plus `groups`. The VMCS is current.
     fn load(&mut self, state: &VcpuState, groups: u64) {
-        let configuration = configuration();
+        let configuration = self.configuration;
         self.registers = state.registers;
         let rflags = state.registers.rflags | 0x2;
         write(fields::GUEST_RSP, state.registers.rsp);
         write(fields::GUEST_RIP, state.registers.rip);
         write(fields::GUEST_RFLAGS, rflags);
-        let mut blocking = read(fields::GUEST_INTERRUPTIBILITY) as u32 & !(interruptibility::STI | interruptibility::MOV_SS);
+        let mut blocking =
+            read(fields::GUEST_INTERRUPTIBILITY) as u32 & !(interruptibility::STI | interruptibility::MOV_SS);
         if state.interrupt_shadow & 1 != 0 {
             // Blocking by STI needs IF set; a shadow with IF clear is a
             // MOV SS one (both block interrupts for one instruction).
@@ -440,7 +452,10 @@ impl Vmcs {
             } = state.control;
             self.write_cr0(cr0);
             write(fields::CR4_READ_SHADOW, cr4);
-            write(fields::GUEST_CR4, (cr4 | configuration.cr4_fixed0) & configuration.cr4_fixed1);
+            write(
+                fields::GUEST_CR4,
+                (cr4 | configuration.cr4_fixed0) & configuration.cr4_fixed1,
+            );
             write(fields::GUEST_CR3, cr3);
             self.cr2 = cr2;
             self.write_efer(efer, cr0);
@@ -463,7 +478,10 @@ impl Vmcs {
                 let offset = number as u32 * fields::SEGMENT_STRIDE;
                 write(fields::GUEST_ES_SELECTOR + offset, u64::from(segment.selector));
                 write(fields::GUEST_ES_LIMIT + offset, u64::from(segment.limit));
-                write(fields::GUEST_ES_ACCESS_RIGHTS + offset, access_rights(segment.attributes));
+                write(
+                    fields::GUEST_ES_ACCESS_RIGHTS + offset,
+                    access_rights(segment.attributes),
+                );
                 write(fields::GUEST_ES_BASE + offset, segment.base);
             }
             write(fields::GUEST_GDTR_BASE, segments.gdtr.base);
@@ -484,7 +502,7 @@ impl Vmcs {
     /// Sets the guest's CR0 as it sees it, `cr0`: the bits VMX forces are
     /// set in the real CR0 and hidden by the read shadow.
     fn write_cr0(&mut self, cr0: u64) {
-        let configuration = configuration();
+        let configuration = self.configuration;
         let forced = configuration.cr0_fixed0 & !(CR0_PROTECTED | CR0_PAGING);
         write(fields::CR0_READ_SHADOW, cr0);
         write(fields::GUEST_CR0, (cr0 | forced) & configuration.cr0_fixed1);
@@ -633,7 +651,7 @@ impl Vmcs {
     /// (a freed guest memory's root may come back as this one's), and
     /// those tagged with its VPID when another VMCS used it since.
     fn flush_translations(&mut self, ept_pointer: u64, flush: bool) {
-        let configuration = configuration();
+        let configuration = self.configuration;
         if flush || self.fresh {
             let descriptor = [ept_pointer, 0];
             // SAFETY: INVEPT only drops cached translations; the type is
@@ -714,9 +732,13 @@ impl Vmcs {
     /// Emulates a `MOV` to CR0 or CR4 that exited because it touched a
     /// bit VMX owns; false for any other control-register access.
     fn emulate_mov_to_cr(&mut self) -> bool {
-        let configuration = configuration();
+        let configuration = self.configuration;
         let qualification = read(fields::EXIT_QUALIFICATION);
-        let (number, kind, register) = (qualification & 0xf, (qualification >> 4) & 0b11, (qualification >> 8) & 0xf);
+        let (number, kind, register) = (
+            qualification & 0xf,
+            (qualification >> 4) & 0b11,
+            (qualification >> 8) & 0xf,
+        );
         if kind != 0 || (number != 0 && number != 4) {
             return false;
         }
@@ -747,7 +769,10 @@ impl Vmcs {
         };
         if value & !allowed != 0 {
             let general_protection = 13 | (interruption::HARDWARE_EXCEPTION << 8) | interruption::ERROR_CODE;
-            write(fields::ENTRY_INTERRUPTION_INFO, u64::from(general_protection | interruption::VALID));
+            write(
+                fields::ENTRY_INTERRUPTION_INFO,
+                u64::from(general_protection | interruption::VALID),
+            );
             write(fields::ENTRY_EXCEPTION_ERROR_CODE, 0);
             return true;
         }
@@ -757,11 +782,15 @@ impl Vmcs {
             self.write_efer(efer, value);
         } else {
             write(fields::CR4_READ_SHADOW, value);
-            write(fields::GUEST_CR4, (value | configuration.cr4_fixed0) & configuration.cr4_fixed1);
+            write(
+                fields::GUEST_CR4,
+                (value | configuration.cr4_fixed0) & configuration.cr4_fixed1,
+            );
         }
         let length = read(fields::EXIT_INSTRUCTION_LENGTH);
         write(fields::GUEST_RIP, read(fields::GUEST_RIP).wrapping_add(length));
-        let blocking = read(fields::GUEST_INTERRUPTIBILITY) & !u64::from(interruptibility::STI | interruptibility::MOV_SS);
+        let blocking =
+            read(fields::GUEST_INTERRUPTIBILITY) & !u64::from(interruptibility::STI | interruptibility::MOV_SS);
         write(fields::GUEST_INTERRUPTIBILITY, blocking);
         true
     }
@@ -815,7 +844,13 @@ impl Vmcs {
                 if qualification & (0b111 << 3) != 0 {
                     bits |= access::MAPPED;
                 }
-                exit(ExitKind::NestedPageFault, 0, read(fields::GUEST_PHYSICAL_ADDRESS), bits, 0)
+                exit(
+                    ExitKind::NestedPageFault,
+                    0,
+                    read(fields::GUEST_PHYSICAL_ADDRESS),
+                    bits,
+                    0,
+                )
             }
             reason::EPT_MISCONFIGURATION => exit(
                 ExitKind::NestedPageFault,
@@ -861,11 +896,9 @@ impl Vmcs {
             reason::MONITOR => instruction_exit(instruction::MONITOR),
             reason::MWAIT => instruction_exit(instruction::MWAIT),
             reason::RDPMC => instruction_exit(instruction::RDPMC),
-            reason::GETSEC
-            | reason::VMCLEAR..=reason::VMXON
-            | reason::INVEPT
-            | reason::INVVPID
-            | reason::VMFUNC => instruction_exit(instruction::VIRTUALISATION),
+            reason::GETSEC | reason::VMCLEAR..=reason::VMXON | reason::INVEPT | reason::INVVPID | reason::VMFUNC => {
+                instruction_exit(instruction::VIRTUALISATION)
+            }
             _ => exit(ExitKind::InvalidState, 0, u64::from(full_reason), qualification, 0),
         }
     }
@@ -874,7 +907,8 @@ impl Vmcs {
     /// the guest must be blocked again before it re-runs the IRET.
     fn restore_nmi_blocking(&self, unblocked_by_iret: bool) {
         let vectoring = read(fields::IDT_VECTORING_INFO) as u32;
-        if unblocked_by_iret && vectoring & interruption::VALID == 0 && configuration().pin & pin::VIRTUAL_NMIS != 0 {
+        if unblocked_by_iret && vectoring & interruption::VALID == 0 && self.configuration.pin & pin::VIRTUAL_NMIS != 0
+        {
             let blocking = read(fields::GUEST_INTERRUPTIBILITY) | u64::from(interruptibility::NMI);
             write(fields::GUEST_INTERRUPTIBILITY, blocking);
         }
