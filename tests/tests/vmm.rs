@@ -12,7 +12,14 @@ use std::time::{Duration, Instant};
 use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk, with_system};
 
 /// The checks the test guest runs.
-const CHECKS: [&str; 5] = ["cpuid", "port-io", "mmio", "hypercall", "pit-timer-and-hlt"];
+const CHECKS: [&str; 6] = [
+    "cpuid",
+    "port-io",
+    "mmio",
+    "hypercall",
+    "pit-timer-and-hlt",
+    "control-registers",
+];
 /// Time for one guest: making its machine, loading it, running it.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
 

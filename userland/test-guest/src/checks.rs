@@ -9,12 +9,13 @@ type Check = fn() -> Result<(), &'static str>;
 
 /// Runs every check; returns how many failed.
 pub fn run() -> u8 {
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 6] = [
         ("cpuid", cpuid),
         ("port-io", port_io),
         ("mmio", mmio),
         ("hypercall", hypercall_ping),
         ("pit-timer-and-hlt", pit_timer),
+        ("control-registers", control_registers),
     ];
     let mut failures = 0;
     for (name, check) in checks {
@@ -119,4 +120,28 @@ fn pit_timer() -> Result<(), &'static str> {
         hardware::wait_for_interrupt();
     }
     Err("fewer than ten timer interrupts in a thousand halts")
+}
+
+/// CR0 and CR4 read back what the guest wrote, and nothing the
+/// virtualisation extension adds: VT-x keeps CR0.NE and CR4.VMXE set
+/// under the guest, and must hide both.
+fn control_registers() -> Result<(), &'static str> {
+    const NUMERIC_ERROR: u64 = 1 << 5;
+    const VMX_ENABLE: u64 = 1 << 13;
+    let cr0 = hardware::read_cr0();
+    if hardware::read_cr4() & VMX_ENABLE != 0 {
+        return Err("CR4.VMXE is visible");
+    }
+    hardware::write_cr0(cr0 & !NUMERIC_ERROR);
+    let cleared = hardware::read_cr0();
+    hardware::write_cr0(cr0 | NUMERIC_ERROR);
+    let set = hardware::read_cr0();
+    hardware::write_cr0(cr0);
+    if cleared != cr0 & !NUMERIC_ERROR {
+        return Err("CR0 does not read back with NE cleared");
+    }
+    if set != cr0 | NUMERIC_ERROR {
+        return Err("CR0 does not read back with NE set");
+    }
+    Ok(())
 }
