@@ -40,7 +40,11 @@ use x86_64::structures::paging::PhysFrame;
 /// fixed-bit MSRs say.
 const CR0_PROTECTED: u64 = 1 << 0;
 const CR0_PAGING: u64 = 1 << 31;
-/// CR4.VMXE.
+/// CR0.NW and CR0.CD.
+const CR0_NOT_WRITE_THROUGH: u64 = 1 << 29;
+const CR0_CACHE_DISABLE: u64 = 1 << 30;
+/// CR4.PAE and CR4.VMXE.
+const CR4_PAE: u64 = 1 << 5;
 const CR4_VMXE: u64 = 1 << 13;
 /// EFER.LME and EFER.LMA.
 const EFER_LONG_MODE_ENABLE: u64 = 1 << 8;
@@ -321,6 +325,16 @@ fn read(field: u32) -> u64 {
     // SAFETY: VMREAD only reads the current VMCS into a register.
     unsafe { asm!("vmread {}, {}", out(reg) value, in(reg) u64::from(field), options(nostack)) };
     value
+}
+
+/// Drops the linear translations cached for `vpid` (INVVPID of type
+/// `kind`, one `configure` found supported).
+fn invalidate_vpid(kind: u64, vpid: u16) {
+    let descriptor = [u64::from(vpid), 0];
+    // SAFETY: INVVPID only drops cached translations; the type is
+    // supported and the descriptor valid (a VPID is never 0 while VPIDs
+    // are on).
+    unsafe { asm!("invvpid {}, [{}]", in(reg) kind, in(reg) &descriptor, options(nostack)) };
 }
 
 /// The owner record of `vpid` (1..=[`OWNERS`]).
@@ -664,9 +678,7 @@ impl Vmcs {
             let address = self.address();
             let previous = owner(self.vpid).map(|owner| owner.swap(address, Ordering::Relaxed));
             if self.fresh || previous != Some(address) {
-                let descriptor = [u64::from(self.vpid), 0];
-                // SAFETY: as for INVEPT; the VPID is not 0.
-                unsafe { asm!("invvpid {}, [{}]", in(reg) kind, in(reg) &descriptor, options(nostack)) };
+                invalidate_vpid(kind, self.vpid);
             }
         }
         self.fresh = false;
@@ -761,13 +773,20 @@ impl Vmcs {
             _ => self.registers.r15,
         };
         // Bits the CPU cannot set are reserved for the guest, and so is
-        // VMXE: the guest has no VMX.
+        // VMXE: the guest has no VMX. The combinations MOV to CR0 refuses
+        // are refused here too.
         let allowed = if number == 0 {
             configuration.cr0_fixed1
         } else {
             configuration.cr4_fixed1 & !CR4_VMXE
         };
-        if value & !allowed != 0 {
+        let paging = number == 0 && value & CR0_PAGING != 0;
+        let invalid_cr0 = (paging && value & CR0_PROTECTED == 0)
+            || (number == 0 && value & CR0_NOT_WRITE_THROUGH != 0 && value & CR0_CACHE_DISABLE == 0)
+            || (paging
+                && read(fields::GUEST_EFER) & EFER_LONG_MODE_ENABLE != 0
+                && read(fields::GUEST_CR4) & CR4_PAE == 0);
+        if value & !allowed != 0 || invalid_cr0 {
             let general_protection = 13 | (interruption::HARDWARE_EXCEPTION << 8) | interruption::ERROR_CODE;
             write(
                 fields::ENTRY_INTERRUPTION_INFO,
@@ -786,6 +805,10 @@ impl Vmcs {
                 fields::GUEST_CR4,
                 (value | configuration.cr4_fixed0) & configuration.cr4_fixed1,
             );
+        }
+        if let Some(kind) = configuration.invvpid_type {
+            // The instruction would have flushed the guest's TLB.
+            invalidate_vpid(kind, self.vpid);
         }
         let length = read(fields::EXIT_INSTRUCTION_LENGTH);
         write(fields::GUEST_RIP, read(fields::GUEST_RIP).wrapping_add(length));
