@@ -33,6 +33,19 @@ pub fn check_tools() -> Result<(), Error> {
     }
 }
 
+/// Removes the lock file Bochs keeps beside a disk image while it runs: a
+/// Bochs stopped with SIGKILL leaves it behind, and the next refuses the
+/// image ("image locked").
+fn unlock(path: &Path) -> Result<(), Error> {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    match std::fs::remove_file(&lock) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::Io(lock, error)),
+        _ => Ok(()),
+    }
+}
+
 /// Pads `path` to whole cylinders (Bochs refuses other sizes).
 fn pad(path: &Path) -> Result<(), Error> {
     let file = std::fs::OpenOptions::new()
@@ -50,7 +63,8 @@ fn pad(path: &Path) -> Result<(), Error> {
 /// The command that boots a copy of `image` (made in `directory`, padded)
 /// with `disk` (padded in place) as the master of the secondary IDE
 /// channel and COM1 served on TCP `port` of localhost (Bochs waits for the
-/// connection before it starts).
+/// connection before it starts). Stale lock files of both images are
+/// removed: the caller runs one Bochs per disk.
 ///
 /// # Errors
 /// [`Error::MissingTool`] without Bochs; [`Error::Io`] if the files cannot
@@ -62,6 +76,8 @@ pub fn command(image: &Path, disk: &Path, port: u16, directory: &Path) -> Result
     std::fs::copy(image, &boot).map_err(|error| Error::Io(boot.clone(), error))?;
     pad(&boot)?;
     pad(disk)?;
+    unlock(&boot)?;
+    unlock(disk)?;
     let configuration = format!(
         "megs: 512
 cpu: model=corei7_haswell_4770, count=1, ips=200000000

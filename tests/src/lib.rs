@@ -141,7 +141,7 @@ impl Machine {
         let directory = image_builder::workspace_root().join(format!("target/bochs/{port}"));
         let mut command =
             bochs::command(&images.bios, disk, port, &directory).unwrap_or_else(|error| panic!("{error}"));
-        let child = command
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -152,7 +152,11 @@ impl Machine {
         let socket = loop {
             match TcpStream::connect(("127.0.0.1", port)) {
                 Ok(socket) => break socket,
-                Err(error) if Instant::now() >= deadline => panic!("Bochs' console never opened: {error}"),
+                Err(error) if Instant::now() >= deadline || matches!(child.try_wait(), Ok(Some(_))) => {
+                    kill_group(&mut child);
+                    let log = directory.join("bochs.log");
+                    panic!("Bochs' console never opened: {error}; see {}", log.display());
+                }
                 Err(_) => thread::sleep(Duration::from_millis(200)),
             }
         };
@@ -170,12 +174,11 @@ impl Machine {
     /// SIGTERM: its whole process group gets SIGKILL.
     fn kill(&mut self) {
         if self.emulator == Emulator::Bochs {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .status();
+            kill_group(&mut self.child);
+        } else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 
     /// Everything printed so far.
@@ -267,6 +270,16 @@ impl Drop for Machine {
             self.kill();
         }
     }
+}
+
+/// Kills the process group `child` leads (Bochs under `xvfb-run`, which
+/// ignores SIGTERM) with SIGKILL, and reaps `child`.
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Copies what `source` prints into `output`, on a thread of its own.

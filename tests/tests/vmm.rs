@@ -2,15 +2,19 @@
 //! guest's suite, two guests at once, hostile guests that must be
 //! stopped without harm to the host or to a guest running beside them,
 //! and a multiboot kernel with modules beside images the loader refuses.
+//! The suite, two guests and the hostile guests run on Intel VT-x (EPT,
+//! unrestricted guest) in Bochs too, whose release build of
+//! systems/vmm-bochs.toml boots in seconds.
 
 use abi::debug_exit::Outcome;
 use image_builder::BuildOptions;
 use image_builder::qemu::{DataDisk, Firmware};
-use std::time::Duration;
-use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk, guest_disk_with};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tests::{BOOT_TIMEOUT, Machine, assert_clean, guest_disk, guest_disk_with, with_system};
 
 /// The checks the test guest runs.
-const CHECKS: [&str; 8] = [
+const CHECKS: [&str; 9] = [
     "cpuid",
     "port-io",
     "mmio",
@@ -19,6 +23,7 @@ const CHECKS: [&str; 8] = [
     "lapic-timer-and-hlt",
     "ioapic",
     "cmos",
+    "control-registers",
 ];
 /// Time for one guest: making its machine, loading it, running it.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
@@ -33,13 +38,13 @@ const MULTIBOOT_CHECKS: [&str; 5] = [
 ];
 
 /// Boots the default system with the guest images on its disk, at the shell.
-fn boot(name: &str) -> (Machine, std::path::PathBuf) {
+fn boot(name: &str) -> (Machine, PathBuf) {
     let options = BuildOptions::default();
     boot_with_disk(guest_disk(name, 32, &options))
 }
 
 /// Boots the default system with `disk`, at the shell.
-fn boot_with_disk(disk: std::path::PathBuf) -> (Machine, std::path::PathBuf) {
+fn boot_with_disk(disk: PathBuf) -> (Machine, PathBuf) {
     let options = BuildOptions::default();
     let mut machine = Machine::boot_with_disk(&options, Firmware::Bios, Some(DataDisk::virtio(&disk)));
     machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
@@ -69,10 +74,40 @@ fn assert_checks_passed(output: &str, instance: &str, checks: &[&str]) {
     }
 }
 
+/// Boots systems/vmm-bochs.toml (the release build) in Bochs with the
+/// guest images on its disk, at the shell.
+fn boot_bochs(name: &str) -> (Machine, PathBuf) {
+    let options = BuildOptions {
+        release: true,
+        ..with_system("systems/vmm-bochs.toml")
+    };
+    let disk = guest_disk(name, 16, &options);
+    let mut machine = Machine::boot_bochs(&options, &disk);
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    assert!(
+        machine.output().contains("virtualisation: Intel VT-x"),
+        "{}",
+        machine.output()
+    );
+    (machine, disk)
+}
+
 #[test]
 fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
-    let (mut machine, disk) = boot("vmm-suite");
-    // Different RAM sizes, which the CMOS must report.
+    let (machine, disk) = boot("vmm-suite");
+    two_guests(machine, &disk);
+}
+
+#[test]
+fn the_guest_suite_passes_on_vt_x_on_two_guests_at_once() {
+    let (machine, disk) = boot_bochs("vmm-bochs-two");
+    two_guests(machine, &disk);
+}
+
+/// Runs the suite on two guests at once (each vcpu's control block in
+/// turn), with different RAM sizes, which the CMOS must report; then
+/// powers off.
+fn two_guests(mut machine: Machine, disk: &Path) {
     machine.type_text(
         "vm start -m 4 /guests/test-guest ram-mib=4\n\
          vm start -m 6 /guests/test-guest checks ram-mib=6\n",
@@ -89,12 +124,25 @@ fn the_guest_suite_passes_on_amd_v_on_two_guests_at_once() {
         assert!(output.contains(&ended), "no '{ended}':\n{output}");
     }
     assert!(!output.contains("KERNEL"), "{output}");
-    assert_clean(&disk);
+    assert_clean(disk);
 }
 
 #[test]
 fn hostile_guests_are_stopped_and_the_host_and_a_neighbour_carry_on() {
-    let (mut machine, disk) = boot("vmm-hostile");
+    let (machine, disk) = boot("vmm-hostile");
+    hostile_guests(machine, &disk);
+}
+
+#[test]
+fn hostile_guests_are_stopped_on_vt_x_and_the_host_and_a_neighbour_carry_on() {
+    let (machine, disk) = boot_bochs("vmm-bochs-hostile");
+    hostile_guests(machine, &disk);
+}
+
+/// Stops hostile guests one after another beside a neighbour flooding
+/// itself with timer interrupts, checks the host still serves files, then
+/// powers off.
+fn hostile_guests(mut machine: Machine, disk: &Path) {
     // A neighbour that floods itself with timer interrupts until stopped.
     machine.type_text("vm start -m 4 /guests/test-guest interrupt-storm\n");
     machine.wait_for("vm0: test-guest: running interrupt-storm", GUEST_TIMEOUT);
@@ -122,7 +170,7 @@ fn hostile_guests_are_stopped_and_the_host_and_a_neighbour_carry_on() {
     assert_suite_passed(output, "vm1");
     assert!(!output.contains("FAIL"), "{output}");
     assert!(!output.contains("KERNEL"), "{output}");
-    assert_clean(&disk);
+    assert_clean(disk);
 }
 
 #[test]
@@ -171,4 +219,31 @@ fn a_multiboot_kernel_boots_with_modules_and_bad_images_are_refused() {
     );
     assert!(!output.contains("KERNEL"), "{output}");
     assert_clean(&disk);
+}
+
+#[test]
+fn the_guest_suite_passes_on_vt_x_under_bochs() {
+    let started = Instant::now();
+    let (mut machine, disk) = boot_bochs("vmm-bochs");
+    machine.type_text("vm start -m 4 /guests/test-guest checks ram-mib=4\n");
+    // However it ends: the assertions below say what went wrong.
+    machine.wait_for("vmm: vm0: guest /guests/test-guest ", GUEST_TIMEOUT);
+    machine.type_text("vm list\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
+    assert_suite_passed(output, "vm0");
+    let ended = "vmm: vm0: guest /guests/test-guest exited with status 0";
+    assert!(output.contains(ended), "no '{ended}':\n{output}");
+    assert!(!output.contains("KERNEL"), "{output}");
+    assert_clean(&disk);
+    // The figures: the whole run's wall time and the guest's exits.
+    let exits = output
+        .lines()
+        .find(|line| line.starts_with("vm0 ") && line.contains("test-guest"))
+        .unwrap_or("vm0: no row in 'vm list'");
+    eprintln!(
+        "VT-x under Bochs: boot, suite and power-off in {:?}; {exits}",
+        started.elapsed()
+    );
 }

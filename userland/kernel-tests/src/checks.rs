@@ -1290,6 +1290,21 @@ fn virtualisation() -> Check {
     let mut state = state;
     state.registers.rip += 3;
     page.write(&state);
+    let halted = run_expecting(vcpu, &page, ExitKind::Hlt)?;
+    // A state the hardware refuses (long mode without PAE) fails the run
+    // with InvalidState. Loaded whole again (QEMU's SVM leaves the guest
+    // state it refused changed), the vcpu runs on: it halts again, as the
+    // exit left `rip` at the HLT.
+    let mut refused = halted;
+    refused.control.cr0 |= 0x8000_0001;
+    refused.control.efer |= 0x100;
+    refused.control.cr4 = 0;
+    refused.load = abi::vcpu::group::CONTROL;
+    page.write(&refused);
+    run_expecting(vcpu, &page, ExitKind::InvalidState)?;
+    let mut fixed = halted;
+    fixed.load = abi::vcpu::group::ALL;
+    page.write(&fixed);
     run_expecting(vcpu, &page, ExitKind::Hlt)?;
     // Once its copy of the state page's capability is revoked, the vcpu no
     // longer runs.

@@ -10,7 +10,7 @@ type Check = fn(Option<u32>) -> Result<(), &'static str>;
 
 /// Runs every check; returns how many failed.
 pub fn run(ram_mib: Option<u32>) -> u8 {
-    let checks: [(&str, Check); 8] = [
+    let checks: [(&str, Check); 9] = [
         ("cpuid", |_| cpuid()),
         ("port-io", |_| port_io()),
         ("mmio", |_| mmio()),
@@ -19,6 +19,7 @@ pub fn run(ram_mib: Option<u32>) -> u8 {
         ("lapic-timer-and-hlt", |_| lapic_timer()),
         ("ioapic", |_| ioapic()),
         ("cmos", cmos),
+        ("control-registers", |_| control_registers()),
     ];
     let mut failures = 0;
     for (name, check) in checks {
@@ -307,6 +308,30 @@ fn cmos(ram_mib: Option<u32>) -> Result<(), &'static str> {
     hardware::cmos_write(0x40, 0x5a);
     if hardware::cmos_read(0x40) != 0x5a {
         return Err("CMOS storage did not keep a byte");
+    }
+    Ok(())
+}
+
+/// CR0 and CR4 read back what the guest wrote, and nothing the
+/// virtualisation extension adds: VT-x keeps CR0.NE and CR4.VMXE set
+/// under the guest, and must hide both.
+fn control_registers() -> Result<(), &'static str> {
+    const NUMERIC_ERROR: u64 = 1 << 5;
+    const VMX_ENABLE: u64 = 1 << 13;
+    let cr0 = hardware::read_cr0();
+    if hardware::read_cr4() & VMX_ENABLE != 0 {
+        return Err("CR4.VMXE is visible");
+    }
+    hardware::write_cr0(cr0 & !NUMERIC_ERROR);
+    let cleared = hardware::read_cr0();
+    hardware::write_cr0(cr0 | NUMERIC_ERROR);
+    let set = hardware::read_cr0();
+    hardware::write_cr0(cr0);
+    if cleared != cr0 & !NUMERIC_ERROR {
+        return Err("CR0 does not read back with NE cleared");
+    }
+    if set != cr0 | NUMERIC_ERROR {
+        return Err("CR0 does not read back with NE set");
     }
     Ok(())
 }

@@ -33,18 +33,45 @@ pub fn hypercall(number: u64, argument: u64) -> u64 {
     result
 }
 
-/// Reads the 32-bit register at guest-physical (= virtual, identity
-/// mapped) `address`.
-pub fn mmio_read(address: u64) -> u32 {
-    // SAFETY: the VMM emulates the device page at `address`; the access
-    // exits and never touches real memory.
-    unsafe { (address as *const u32).read_volatile() }
+/// Reads CR0.
+pub fn read_cr0() -> u64 {
+    let value: u64;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
 }
 
-/// Writes the 32-bit register at `address`.
+/// Writes CR0.
+pub fn write_cr0(value: u64) {
+    // SAFETY: the callers change only CR0.NE (how x87 errors are
+    // reported), which nothing in the guest depends on.
+    unsafe { asm!("mov cr0, {}", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// Reads CR4.
+pub fn read_cr4() -> u64 {
+    let value: u64;
+    // SAFETY: as in `read_cr0`.
+    unsafe { asm!("mov {}, cr4", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Reads the 32-bit register at guest-physical (= virtual, identity
+/// mapped) `address`. Always a plain `MOV`: the VMM emulates only moves
+/// on MMIO, and an optimised volatile read may become a `CMP` with a
+/// memory operand.
+pub fn mmio_read(address: u64) -> u32 {
+    let value: u32;
+    // SAFETY: the VMM emulates the device page at `address`; the access
+    // exits and never touches real memory.
+    unsafe { asm!("mov {:e}, dword ptr [{}]", out(reg) value, in(reg) address, options(nostack, preserves_flags)) };
+    value
+}
+
+/// Writes the 32-bit register at `address`, with a plain `MOV`.
 pub fn mmio_write(address: u64, value: u32) {
     // SAFETY: as in `mmio_read`.
-    unsafe { (address as *mut u32).write_volatile(value) }
+    unsafe { asm!("mov dword ptr [{}], {:e}", in(reg) address, in(reg) value, options(nostack, preserves_flags)) };
 }
 
 /// Reads model-specific register `msr`.

@@ -1,15 +1,17 @@
 //! Hardware virtualisation: which extension the CPU has, and the one
 //! interface the Vcpu object uses over both backends.
 //!
-//! At boot [`init`] detects AMD SVM (with nested paging) or Intel VT-x and
-//! switches it on. A [`Hardware`] vcpu then loads a [`VcpuState`], runs the
-//! guest until it exits, and stores the state and the normalised exit back.
+//! At boot [`init`] detects AMD SVM (with nested paging) or Intel VT-x (with
+//! EPT and unrestricted guest) and switches it on. A [`Hardware`] vcpu then
+//! loads a [`VcpuState`], runs the guest until it exits, and stores the
+//! state and the normalised exit back.
 //! Everything else about a guest (devices, decoding, policy) is the VMM's,
 //! in user space.
 
 mod svm;
+mod vmx;
 
-use abi::vcpu::{Exit, VcpuState};
+use abi::vcpu::{Control, Exit, Registers, Segment, Segments, SystemMsrs, Table, VcpuState, attribute};
 use spin::Once;
 use x86_64::structures::paging::PhysFrame;
 
@@ -18,6 +20,8 @@ use x86_64::structures::paging::PhysFrame;
 pub enum Backend {
     /// AMD SVM with nested paging.
     Svm,
+    /// Intel VT-x with EPT and unrestricted guest.
+    Vmx,
 }
 
 static BACKEND: Once<Option<Backend>> = Once::new();
@@ -30,7 +34,14 @@ pub fn init() {
             log::info!("virtualisation: AMD SVM with nested paging");
             return Some(Backend::Svm);
         }
-        log::info!("virtualisation: none (no AMD SVM with nested paging); vcpus are not supported");
+        if vmx::init() {
+            log::info!("virtualisation: Intel VT-x with EPT and unrestricted guest");
+            return Some(Backend::Vmx);
+        }
+        log::info!(
+            "virtualisation: none (neither AMD SVM with nested paging nor VT-x with EPT and unrestricted guest); \
+             vcpus are not supported"
+        );
         None
     });
 }
@@ -46,6 +57,9 @@ pub enum TableFormat {
     /// AMD nested paging: ordinary long-mode entries, user bit set (the
     /// hardware treats every guest access as a user access).
     Npt,
+    /// Intel EPT: read, write and execute bits, write-back memory type in
+    /// the leaves.
+    Ept,
 }
 
 impl TableFormat {
@@ -53,6 +67,7 @@ impl TableFormat {
     pub fn of(backend: Backend) -> Self {
         match backend {
             Backend::Svm => Self::Npt,
+            Backend::Vmx => Self::Ept,
         }
     }
 
@@ -61,6 +76,8 @@ impl TableFormat {
         match self {
             // Present, writable, user: the leaf decides the rights.
             Self::Npt => physical | 0b111,
+            // Readable, writable, executable: the leaf decides.
+            Self::Ept => physical | 0b111,
         }
     }
 
@@ -77,6 +94,17 @@ impl TableFormat {
                 }
                 entry
             }
+            Self::Ept => {
+                // Readable, write-back; a guest page is never write-only.
+                let mut entry = physical | 0b001 | (6 << 3);
+                if access.write {
+                    entry |= 0b010;
+                }
+                if access.execute {
+                    entry |= 0b100;
+                }
+                entry
+            }
         }
     }
 }
@@ -85,6 +113,8 @@ impl TableFormat {
 pub enum Hardware {
     /// An AMD VMCB.
     Svm(svm::Vmcb),
+    /// An Intel VMCS.
+    Vmx(vmx::Vmcs),
 }
 
 impl Hardware {
@@ -93,6 +123,7 @@ impl Hardware {
     pub fn new() -> Option<Self> {
         match backend()? {
             Backend::Svm => svm::Vmcb::new().map(Self::Svm),
+            Backend::Vmx => vmx::Vmcs::new().map(Self::Vmx),
         }
     }
 
@@ -100,6 +131,7 @@ impl Hardware {
     pub fn store_all(&self, state: &mut VcpuState) {
         match self {
             Self::Svm(vmcb) => vmcb.store(state, abi::vcpu::group::ALL),
+            Self::Vmx(vmcs) => vmcs.store(state, abi::vcpu::group::ALL),
         }
     }
 
@@ -109,6 +141,52 @@ impl Hardware {
     pub fn run(&mut self, state: &mut VcpuState, root: PhysFrame, flush: bool) -> Exit {
         match self {
             Self::Svm(vmcb) => vmcb.run(state, root, flush),
+            Self::Vmx(vmcs) => vmcs.run(state, root, flush),
         }
+    }
+}
+
+/// The x86 reset state: real mode at F000:FFF0, paging off.
+pub fn reset_state() -> VcpuState {
+    let real = |selector: u16, base: u64, kind: u16| Segment {
+        selector,
+        attributes: kind | attribute::CODE_OR_DATA | attribute::PRESENT,
+        limit: 0xffff,
+        base,
+    };
+    let system = |kind: u16| Segment {
+        selector: 0,
+        attributes: kind | attribute::PRESENT,
+        limit: 0xffff,
+        base: 0,
+    };
+    VcpuState {
+        registers: Registers {
+            rdx: 0x600,
+            rip: 0xfff0,
+            rflags: 0x2,
+            ..Registers::default()
+        },
+        control: Control {
+            cr0: 0x6000_0010,
+            ..Control::default()
+        },
+        segments: Segments {
+            es: real(0, 0, 0x3),
+            cs: real(0xf000, 0xffff_0000, 0xb),
+            ss: real(0, 0, 0x3),
+            ds: real(0, 0, 0x3),
+            fs: real(0, 0, 0x3),
+            gs: real(0, 0, 0x3),
+            ldtr: system(0x2),
+            tr: system(0xb),
+            gdtr: Table { base: 0, limit: 0xffff },
+            idtr: Table { base: 0, limit: 0xffff },
+        },
+        msrs: SystemMsrs {
+            pat: 0x0007_0406_0007_0406,
+            ..SystemMsrs::default()
+        },
+        ..VcpuState::default()
     }
 }

@@ -13,6 +13,7 @@
 //! QEMU's SVM has no next-RIP save: the kernel supplies the length of the
 //! fixed-length instructions that exit, and the VMM decodes the rest.
 
+use super::reset_state;
 use crate::memory::frames;
 use crate::memory::physical_to_virtual;
 use abi::vcpu::{
@@ -605,51 +606,6 @@ impl Drop for Vmcb {
             let _ = owner.compare_exchange(vmcb, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
         frames::free(self.page);
-    }
-}
-
-/// The x86 reset state: real mode at F000:FFF0, caches on, paging off.
-pub fn reset_state() -> VcpuState {
-    let real = |selector: u16, base: u64, kind: u16| Segment {
-        selector,
-        attributes: kind | abi::vcpu::attribute::CODE_OR_DATA | abi::vcpu::attribute::PRESENT,
-        limit: 0xffff,
-        base,
-    };
-    let system = |kind: u16| Segment {
-        selector: 0,
-        attributes: kind | abi::vcpu::attribute::PRESENT,
-        limit: 0xffff,
-        base: 0,
-    };
-    VcpuState {
-        registers: Registers {
-            rdx: 0x600,
-            rip: 0xfff0,
-            rflags: 0x2,
-            ..Registers::default()
-        },
-        control: Control {
-            cr0: 0x6000_0010,
-            ..Control::default()
-        },
-        segments: Segments {
-            es: real(0, 0, 0x3),
-            cs: real(0xf000, 0xffff_0000, 0xb),
-            ss: real(0, 0, 0x3),
-            ds: real(0, 0, 0x3),
-            fs: real(0, 0, 0x3),
-            gs: real(0, 0, 0x3),
-            ldtr: system(0x2),
-            tr: system(0xb),
-            gdtr: Table { base: 0, limit: 0xffff },
-            idtr: Table { base: 0, limit: 0xffff },
-        },
-        msrs: SystemMsrs {
-            pat: 0x0007_0406_0007_0406,
-            ..SystemMsrs::default()
-        },
-        ..VcpuState::default()
     }
 }
 
