@@ -159,10 +159,12 @@ fn run() -> Result<(), abi::Error> {
         Ok((vmm, kernel)) => {
             println!("ipcbench: CPUID exit, through a user-space VMM  {vmm:>8}");
             println!("ipcbench: CPUID exit, answered in the kernel    {kernel:>8}");
+            // In tenths, rounded to the nearest.
+            let tenths = (vmm * 10 + kernel / 2) / kernel.max(1);
             println!(
                 "ipcbench: user-space / in-kernel exit           {:>5}.{}x",
-                vmm / kernel.max(1),
-                vmm * 10 / kernel.max(1) % 10
+                tenths / 10,
+                tenths % 10
             );
         }
         Err(error) => println!("ipcbench: CPUID exits not measured: {error:?}"),
