@@ -8,6 +8,51 @@
 //! Everything else about a guest (devices, decoding, policy) is the VMM's,
 //! in user space.
 
+/// For the world switches: loads a guest's general registers other than
+/// RAX and RDI from the `abi::vcpu::Registers` that RDI points to (the
+/// offsets are its fields').
+macro_rules! load_guest_registers {
+    () => {
+        concat!(
+            "mov rbx, [rdi + 0x08]\n",
+            "mov rcx, [rdi + 0x10]\n",
+            "mov rdx, [rdi + 0x18]\n",
+            "mov rsi, [rdi + 0x20]\n",
+            "mov rbp, [rdi + 0x30]\n",
+            "mov r8, [rdi + 0x40]\n",
+            "mov r9, [rdi + 0x48]\n",
+            "mov r10, [rdi + 0x50]\n",
+            "mov r11, [rdi + 0x58]\n",
+            "mov r12, [rdi + 0x60]\n",
+            "mov r13, [rdi + 0x68]\n",
+            "mov r14, [rdi + 0x70]\n",
+            "mov r15, [rdi + 0x78]\n",
+        )
+    };
+}
+
+/// For the world switches: stores a guest's general registers other than
+/// RAX and RDI into the `abi::vcpu::Registers` that RDI points to.
+macro_rules! store_guest_registers {
+    () => {
+        concat!(
+            "mov [rdi + 0x08], rbx\n",
+            "mov [rdi + 0x10], rcx\n",
+            "mov [rdi + 0x18], rdx\n",
+            "mov [rdi + 0x20], rsi\n",
+            "mov [rdi + 0x30], rbp\n",
+            "mov [rdi + 0x40], r8\n",
+            "mov [rdi + 0x48], r9\n",
+            "mov [rdi + 0x50], r10\n",
+            "mov [rdi + 0x58], r11\n",
+            "mov [rdi + 0x60], r12\n",
+            "mov [rdi + 0x68], r13\n",
+            "mov [rdi + 0x70], r14\n",
+            "mov [rdi + 0x78], r15\n",
+        )
+    };
+}
+
 mod svm;
 mod vmx;
 
