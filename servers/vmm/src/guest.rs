@@ -8,10 +8,12 @@ use vmm::devices::{Devices, Effect};
 use crate::machine::Machine;
 use crate::policy;
 use abi::vcpu::{Event, ExitKind, VcpuState, access, group, instruction, io};
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use runtime::println;
+use spin::Mutex;
 use vm_platform::hypercall;
 
 /// RFLAGS.IF.
@@ -52,6 +54,10 @@ pub struct Shared {
     pub exits: AtomicU64,
     /// Exits in the last whole second.
     pub exits_per_second: AtomicU64,
+    /// Bytes typed for the guest that its UART has not taken yet (at most
+    /// [`vmm::MAX_INPUT`]): the serving thread adds, the guest's thread
+    /// moves them into the receive FIFO as it has room.
+    pub input: Mutex<VecDeque<u8>>,
 }
 
 impl Shared {
@@ -61,6 +67,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             exits: AtomicU64::new(0),
             exits_per_second: AtomicU64::new(0),
+            input: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -78,6 +85,7 @@ pub fn run(machine: &Machine, mut state: VcpuState, name: &str, shared: &Shared)
         }
         let now = clock::now();
         devices.tick(now);
+        devices.receive(&mut shared.input.lock());
         offer_interrupt(&mut state, &mut devices);
         machine.page.write(&state);
         let kind = match machine.vcpu.run() {
@@ -251,12 +259,13 @@ fn offer_interrupt(state: &mut VcpuState, devices: &mut Devices) {
     }
 }
 
-/// The guest halted: sleeps until a device raises an interrupt (or the
-/// guest is asked to stop).
+/// The guest halted: sleeps until a device raises an interrupt (a timer,
+/// or input arriving for the UART) or the guest is asked to stop.
 fn wait_for_interrupt(devices: &mut Devices, shared: &Shared) {
     loop {
         let now = clock::now();
         devices.tick(now);
+        devices.receive(&mut shared.input.lock());
         if devices.pending_interrupt().is_some() || shared.stop.load(Ordering::Relaxed) {
             return;
         }

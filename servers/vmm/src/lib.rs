@@ -2,7 +2,13 @@
 //!
 //! Each VMM instance hosts at most one guest at a time. A client (the
 //! shell's `vm` command) asks an idle instance to start a guest image from
-//! the filesystem, asks for its status, or stops it.
+//! the filesystem, asks for its status, types to its serial line, or stops
+//! it.
+//!
+//! Input flows with back-pressure: the instance holds at most
+//! [`MAX_INPUT`] bytes the guest's UART has not taken yet, and `Input`
+//! takes only what fits, so nothing is lost when the guest does not read;
+//! the client keeps the rest and offers it again later.
 //!
 //! What a guest finds (RAM layout, device ports and addresses,
 //! hypercalls) is in the `vm-platform` crate, which the test guest shares.
@@ -48,7 +54,27 @@ pub enum Request {
     Status,
     /// Stops the guest, if one runs.
     Stop,
+    /// Types `bytes` on the guest's serial line (COM1), in order. The
+    /// instance takes what fits in its input buffer ([`MAX_INPUT`] bytes
+    /// not yet in the guest's receive FIFO) and answers
+    /// [`Reply::Taken`] with how many; the guest's thread moves them into
+    /// the FIFO as it empties, and wakes a halted guest. Not idempotent:
+    /// the bytes would arrive twice.
+    ///
+    /// # Errors
+    /// [`Refusal::BadInput`] when `bytes` is empty or longer than
+    /// [`MAX_INPUT`]; [`Refusal::NotRunning`] when no guest runs;
+    /// [`Refusal::InputFull`] when nothing fits (the guest is not reading):
+    /// try again later.
+    Input {
+        /// What was typed (1..=[`MAX_INPUT`] bytes).
+        bytes: Vec<u8>,
+    },
 }
+
+/// The most bytes one `Input` carries, and the most an instance holds for
+/// its guest: one 16550 receive FIFO's worth.
+pub const MAX_INPUT: usize = devices::uart::FIFO_BYTES;
 
 /// A multiboot module to load with the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +110,12 @@ pub enum Reply {
     Status(Option<GuestStatus>),
     /// The guest was stopped (or none ran).
     Stopped,
+    /// The first `count` bytes of an `Input` were taken (at least one);
+    /// the client offers the rest again.
+    Taken {
+        /// How many.
+        count: u32,
+    },
 }
 
 /// Why a request was refused.
@@ -99,6 +131,12 @@ pub enum Refusal {
     BadMemorySize,
     /// The machine has no VT-x or AMD-V, or memory ran out.
     CannotRun(String),
+    /// No guest runs here.
+    NotRunning,
+    /// An `Input` with no bytes or more than [`MAX_INPUT`].
+    BadInput,
+    /// The guest has not read the input it was given: nothing more fits.
+    InputFull,
 }
 
 /// One guest's state.

@@ -2,7 +2,9 @@
 //! [`vmm::Request`]s on the instance's endpoint (registered under the name
 //! the system description gives it, `vm0`, `vm1`, ...); a guest thread
 //! builds the virtual machine, loads the image from the filesystem and runs
-//! it, handling every exit here in user space. An image is a 64-bit ELF
+//! it, handling every exit here in user space. The two share only
+//! [`guest::Shared`]: the stop flag, the counters and the input on its way
+//! to the guest's UART. An image is a 64-bit ELF
 //! guest (entered in long mode) or, failing that, a multiboot kernel with
 //! its modules (entered in 32-bit protected mode).
 
@@ -32,7 +34,7 @@ use service::process::{CSPACE_SLOTS, slot};
 use service::{ErrorCode, Response};
 use spin::Mutex;
 use vmm::multiboot::{self, Header};
-use vmm::{BootModule, GuestStatus, MAX_MEMORY_MIB, Refusal, Reply, Request, Vmm};
+use vmm::{BootModule, GuestStatus, MAX_INPUT, MAX_MEMORY_MIB, Refusal, Reply, Request, Vmm};
 
 runtime::entry!(main, heap_kib = 1024);
 
@@ -90,6 +92,7 @@ fn handle(
             SHARED.stop.store(true, Ordering::Relaxed);
             Ok(Reply::Stopped)
         }
+        Request::Input { bytes } => take_input(&bytes),
         Request::Start {
             image,
             arguments,
@@ -99,6 +102,24 @@ fn handle(
             .and_then(|guest| start(slots, name, guest, memory_mib)),
     };
     Ok(reply.into())
+}
+
+/// Takes what fits of `bytes` for the guest's UART; the guest's thread
+/// delivers them.
+fn take_input(bytes: &[u8]) -> Result<Reply, Refusal> {
+    if bytes.is_empty() || bytes.len() > MAX_INPUT {
+        return Err(Refusal::BadInput);
+    }
+    if !GUEST.lock().as_ref().is_some_and(|status| status.running) {
+        return Err(Refusal::NotRunning);
+    }
+    let mut input = SHARED.input.lock();
+    let count = MAX_INPUT.saturating_sub(input.len()).min(bytes.len());
+    if count == 0 {
+        return Err(Refusal::InputFull);
+    }
+    input.extend(bytes.iter().take(count));
+    Ok(Reply::Taken { count: count as u32 })
 }
 
 /// What kind of image a guest is.
@@ -219,6 +240,8 @@ fn start(slots: &'static Slots, name: &str, guest: Guest, memory_mib: u32) -> Re
     SHARED.stop.store(false, Ordering::Relaxed);
     SHARED.exits.store(0, Ordering::Relaxed);
     SHARED.exits_per_second.store(0, Ordering::Relaxed);
+    // What was typed for an earlier guest is not for this one.
+    SHARED.input.lock().clear();
     let instance = name.to_string();
     let mut spawner = service::process::thread_spawner(slots);
     // The instruction decoder wants more stack than the default.
