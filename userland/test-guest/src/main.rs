@@ -6,12 +6,15 @@
 //!   `PASS name` or `FAIL name: why` on COM1, then it ends through the exit
 //!   port with the number of failures as its status; `ram-mib=N` anywhere
 //!   on the command line tells the checks the RAM `vm start -m` gave;
+//! - `echo` or `echo-polled` ([`echo`]): lines typed on COM1 come back
+//!   as `echo: LINE` until `quit`, which ends it with status 0;
 //! - a hostile behaviour ([`hostile`]) the VMM and the kernel must survive.
 
 #![no_std]
 #![no_main]
 
 mod checks;
+mod echo;
 mod hardware;
 mod hostile;
 
@@ -34,6 +37,8 @@ extern "C" fn _start(arguments: *const u8, length: usize) -> ! {
     write_str("\n");
     let status = match mode {
         "checks" => checks::run(ram_mib),
+        "echo" => echo::run(true),
+        "echo-polled" => echo::run(false),
         other => hostile::run(other),
     };
     write_str("test-guest: done\n");
