@@ -15,8 +15,6 @@ enum Escape {
 /// Reads lines and remembers them.
 pub struct Editor {
     history: Vec<String>,
-    /// Bytes typed after the last line ended, not yet used.
-    pending: Vec<u8>,
     /// The last line ended with a carriage return: a line feed right after
     /// it ends no new line.
     after_return: bool,
@@ -27,22 +25,23 @@ impl Editor {
     pub fn new() -> Self {
         Self {
             history: Vec::new(),
-            pending: Vec::new(),
             after_return: false,
         }
     }
 
-    /// Reads one line, echoing and editing as it is typed.
+    /// Reads one line, echoing and editing as it is typed. What was typed
+    /// after it goes back to the console for the next reader.
     pub fn read_line(&mut self, console: &Console) -> String {
         let mut line = String::new();
         let mut escape = Escape::None;
         let mut recalled = self.history.len();
+        let mut pending = Vec::new();
         loop {
-            if self.pending.is_empty() {
-                self.pending = console.read();
+            if pending.is_empty() {
+                pending = console.read();
                 continue;
             }
-            let byte = self.pending.remove(0);
+            let byte = pending.remove(0);
             let after_return = core::mem::replace(&mut self.after_return, false);
             match (escape, byte) {
                 (Escape::None, 0x1b) => escape = Escape::Started,
@@ -67,6 +66,7 @@ impl Editor {
                     if !line.trim().is_empty() {
                         self.history.push(line.clone());
                     }
+                    console.unread(pending);
                     return line;
                 }
                 (Escape::None, 0x7f | 0x08) => {

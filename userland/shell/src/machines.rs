@@ -1,5 +1,6 @@
 //! The shell's `vm` commands: start a guest image on an idle VMM instance,
-//! list the instances and their guests, stop one.
+//! list the instances and their guests, stop one, attach the console to
+//! one's serial line.
 
 use crate::Console;
 use alloc::format;
@@ -7,7 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use runtime::capability::Slots;
 use service::{CallError, Client};
-use vmm::{BootModule, Refusal, Reply, Request, Vmm};
+use vmm::{BootModule, MAX_INPUT, Refusal, Reply, Request, Vmm};
 
 /// The commands this module runs, for the help text.
 pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS]
@@ -17,7 +18,20 @@ pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [A
              module, its command line PATH and the ARGs, commas for spaces
   vm list    the VMM instances, their guests and exits per second
   vm stop ID stops the guest of instance ID (vm0, vm1, ...)
+  vm console ID
+             types to guest ID's serial line (COM1) until Ctrl-] or the
+             guest's end; its output keeps coming as before
 ";
+
+/// The byte that ends `vm console`: Ctrl-].
+const DETACH: u8 = 0x1d;
+/// How long `vm console` waits between looks at the keyboard.
+const CONSOLE_POLL_MS: u64 = 10;
+/// Looks at the keyboard between asking whether the guest still runs.
+const POLLS_PER_STATUS: u32 = 20;
+/// The most typed bytes `vm console` keeps while the guest is not reading;
+/// it drops what is typed beyond.
+const MAX_HELD: usize = 256;
 
 /// The VMM instances the system description gives the shell.
 const INSTANCES: [&str; 2] = ["vm0", "vm1"];
@@ -49,6 +63,7 @@ impl Connection {
             ["start", options @ ..] => parse_start(options).and_then(|request| self.start(request)),
             ["list"] => Ok(self.list()),
             ["stop", instance] => self.stop(instance),
+            ["console", instance] => self.attach(instance, console),
             _ => Err(String::from(USAGE)),
         };
         match result {
@@ -95,19 +110,105 @@ impl Connection {
     }
 
     fn stop(&self, instance: &str) -> Result<String, String> {
-        let (_, client) = self
-            .clients
-            .iter()
-            .find(|(name, _)| *name == instance)
-            .ok_or_else(|| format!("no instance '{instance}'"))?;
-        answer(client.call(&Request::Stop))
+        answer(self.client(instance)?.call(&Request::Stop))
             .map(|_| format!("{instance}: stopping\n"))
             .map_err(|error| error.to_string())
+    }
+
+    /// The client of instance `instance`.
+    fn client(&self, instance: &str) -> Result<&Client<Vmm>, String> {
+        self.clients
+            .iter()
+            .find(|(name, _)| *name == instance)
+            .map(|(_, client)| client)
+            .ok_or_else(|| format!("no instance '{instance}'"))
+    }
+
+    /// `vm console`: sends what is typed to the guest's serial line until
+    /// Ctrl-] or until the guest ends (noticed when input is refused, or
+    /// by asking its status every so often while nothing is typed). Typed
+    /// bytes the guest has not taken wait here, up to [`MAX_HELD`]; those
+    /// still waiting when Ctrl-] comes are dropped.
+    fn attach(&self, instance: &str, console: &Console) -> Result<String, String> {
+        let client = self.client(instance)?;
+        if let Some(end) = ended(client)? {
+            return Err(format!("{instance}: no guest runs{end}"));
+        }
+        console.write(&format!("{instance}: console attached; Ctrl-] returns to the shell\n"));
+        let mut held: Vec<u8> = Vec::new();
+        let mut dropped = 0usize;
+        let mut idle_polls = 0;
+        loop {
+            let polled = console.poll();
+            let detach = polled.iter().position(|&byte| byte == DETACH);
+            let typed = &polled[..detach.unwrap_or(polled.len())];
+            let room = MAX_HELD.saturating_sub(held.len());
+            dropped += typed.len().saturating_sub(room);
+            held.extend(typed.iter().take(room));
+            if detach.is_some() {
+                let note = if held.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} typed bytes the guest did not take were dropped)", held.len())
+                };
+                return Ok(format!("{instance}: console detached{note}\n"));
+            }
+            if let Some(end) = send(client, &mut held)? {
+                return Ok(format!("{instance}: the guest ended{end}\n"));
+            }
+            if dropped > 0 {
+                console.write(&format!("{instance}: the guest is not reading: {dropped} typed bytes dropped\n"));
+                dropped = 0;
+            }
+            idle_polls = if typed.is_empty() { idle_polls + 1 } else { 0 };
+            if idle_polls >= POLLS_PER_STATUS {
+                idle_polls = 0;
+                if let Some(end) = ended(client)? {
+                    return Ok(format!("{instance}: the guest ended{end}\n"));
+                }
+            }
+            runtime::syscall::sleep_ms(CONSOLE_POLL_MS);
+        }
+    }
+}
+
+/// Offers `held` to the guest, [`MAX_INPUT`] bytes a request, and removes
+/// what it took; stops early when its input is full. Returns how the guest
+/// ended (`Some`) if it no longer runs.
+fn send(client: &Client<Vmm>, held: &mut Vec<u8>) -> Result<Option<String>, String> {
+    while !held.is_empty() {
+        let bytes = held.iter().take(MAX_INPUT).copied().collect();
+        match answer(client.call(&Request::Input { bytes })) {
+            Ok(Reply::Taken { count }) => {
+                held.drain(..(count as usize).min(held.len()));
+            }
+            Ok(_) => return Err(String::from("unexpected reply")),
+            Err(AnswerError::Refused(Refusal::InputFull)) => break,
+            Err(AnswerError::Refused(Refusal::NotRunning)) => return ended(client).map(|end| Some(end.unwrap_or_default())),
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    Ok(None)
+}
+
+/// How the instance's guest ended, as ` (why)`, or `None` while it runs.
+fn ended(client: &Client<Vmm>) -> Result<Option<String>, String> {
+    match answer(client.call(&Request::Status)) {
+        Ok(Reply::Status(Some(status))) if status.running => Ok(None),
+        Ok(Reply::Status(status)) => Ok(Some(
+            status
+                .and_then(|status| status.ended)
+                .map(|end| format!(" ({end})"))
+                .unwrap_or_default(),
+        )),
+        Ok(_) => Err(String::from("unexpected reply")),
+        Err(error) => Err(error.to_string()),
     }
 }
 
 /// The `vm` command's forms.
-const USAGE: &str = "usage: vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS] | vm list | vm stop ID";
+const USAGE: &str =
+    "usage: vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS] | vm list | vm stop ID | vm console ID";
 
 /// Parses `vm start`'s options, image and arguments into a request. The
 /// options come first, in any order; the first word that is not one is the
@@ -158,6 +259,9 @@ impl core::fmt::Display for AnswerError {
             Self::Refused(Refusal::BadImage(why)) => write!(f, "bad image: {why}"),
             Self::Refused(Refusal::BadMemorySize) => write!(f, "memory must be 1..={} MiB", vmm::MAX_MEMORY_MIB),
             Self::Refused(Refusal::CannotRun(why)) => write!(f, "cannot run: {why}"),
+            Self::Refused(Refusal::NotRunning) => write!(f, "no guest runs"),
+            Self::Refused(Refusal::BadInput) => write!(f, "input must be 1..={MAX_INPUT} bytes"),
+            Self::Refused(Refusal::InputFull) => write!(f, "the guest is not reading its input"),
             Self::Call(error) => write!(f, "{error:?}"),
         }
     }

@@ -15,6 +15,8 @@ mod supervision;
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 use pci::Pci;
 use runtime::capability::Slots;
 use runtime::ipc::Buffer;
@@ -41,12 +43,15 @@ const HELP: &str = "commands:
 pub struct Console {
     serial: Client<Serial>,
     buffer: Buffer,
+    /// Bytes read but left for the next reader (typed after a command
+    /// line, before the command ran).
+    unread: RefCell<Vec<u8>>,
 }
 
 impl Console {
     /// Writes text (`\n` becomes `\r\n`).
     pub fn write(&self, text: &str) {
-        let mut bytes = alloc::vec::Vec::with_capacity(text.len());
+        let mut bytes = Vec::with_capacity(text.len());
         for byte in text.bytes() {
             if byte == b'\n' {
                 bytes.push(b'\r');
@@ -59,13 +64,33 @@ impl Console {
     }
 
     /// Waits for typed bytes (asking the driver every few milliseconds).
-    pub fn read(&self) -> alloc::vec::Vec<u8> {
+    pub fn read(&self) -> Vec<u8> {
         loop {
-            match self.serial.call(&Request::Read { max: 64 }) {
-                Ok(Reply::Data(bytes)) if !bytes.is_empty() => return bytes,
-                _ => runtime::syscall::sleep_ms(INPUT_POLL_MS),
+            let bytes = self.poll();
+            if !bytes.is_empty() {
+                return bytes;
             }
+            runtime::syscall::sleep_ms(INPUT_POLL_MS);
         }
+    }
+
+    /// Bytes typed so far, perhaps none; never waits.
+    pub fn poll(&self) -> Vec<u8> {
+        let unread = core::mem::take(&mut *self.unread.borrow_mut());
+        if !unread.is_empty() {
+            return unread;
+        }
+        match self.serial.call(&Request::Read { max: 64 }) {
+            Ok(Reply::Data(bytes)) => bytes,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Gives `bytes` back, to be read before anything typed after them.
+    pub fn unread(&self, mut bytes: Vec<u8>) {
+        let mut unread = self.unread.borrow_mut();
+        bytes.append(&mut unread);
+        *unread = bytes;
     }
 }
 
@@ -78,7 +103,11 @@ fn main() -> u64 {
         runtime::println!("shell: no serial service");
         return 1;
     };
-    let console = Console { serial, buffer };
+    let console = Console {
+        serial,
+        buffer,
+        unread: RefCell::new(Vec::new()),
+    };
     let init = Client::<Init>::with_endpoint(slot::INIT, buffer);
     console.write("shell: type 'help' for the commands\n");
     let mut editor = line::Editor::new();
