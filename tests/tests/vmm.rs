@@ -1,7 +1,8 @@
 //! The VMM in QEMU on AMD-V (TCG's SVM with nested paging): the test
 //! guest's suite, two guests at once, hostile guests that must be
 //! stopped without harm to the host or to a guest running beside them,
-//! and a multiboot kernel with modules beside images the loader refuses.
+//! a multiboot kernel with modules beside images the loader refuses, and
+//! the console attached to guests' serial lines (`vm console`).
 //! The suite, two guests and the hostile guests run on Intel VT-x (EPT,
 //! unrestricted guest) in Bochs too, whose release build of
 //! systems/vmm-bochs.toml boots in seconds.
@@ -217,6 +218,66 @@ fn a_multiboot_kernel_boots_with_modules_and_bad_images_are_refused() {
         output.contains("vmm: vm0: guest /guests/multiboot-guest exited with status 0"),
         "{output}"
     );
+    assert!(!output.contains("KERNEL"), "{output}");
+    assert_clean(&disk);
+}
+
+/// A line of `vm list` output for `instance`: the shell's prompt may come
+/// before it.
+fn list_row<'a>(output: &'a str, instance: &str) -> Vec<&'a str> {
+    output
+        .lines()
+        .filter(|line| line.trim_start_matches("> ").starts_with(&format!("{instance} ")))
+        .collect()
+}
+
+#[test]
+fn the_console_types_to_guests_and_returns_on_ctrl_bracket_or_their_end() {
+    let (mut machine, disk) = boot("vmm-console");
+    machine.type_text(
+        "vm start -m 4 /guests/test-guest echo\n\
+         vm start -m 4 /guests/test-guest echo-polled\n",
+    );
+    machine.wait_for("vm0: echo: ready", GUEST_TIMEOUT);
+    machine.wait_for("vm1: echo: ready", GUEST_TIMEOUT);
+    // The interrupt-driven guest, then Ctrl-] back to the shell while it
+    // runs on.
+    machine.type_text("vm console vm0\n");
+    machine.wait_for("vm0: console attached", BOOT_TIMEOUT);
+    machine.type_text("hello guest\nsecond line, longer than the sixteen-byte FIFO\n");
+    machine.wait_for("vm0: echo: second line, longer than the sixteen-byte FIFO", GUEST_TIMEOUT);
+    machine.type_text("\x1d");
+    machine.wait_for("vm0: console detached", BOOT_TIMEOUT);
+    machine.type_text("vm list\n");
+    machine.wait_for("vm1   running", BOOT_TIMEOUT);
+    // The polling guest ends while attached: the shell notices.
+    machine.type_text("vm console vm1\n");
+    machine.wait_for("vm1: console attached", BOOT_TIMEOUT);
+    machine.type_text("polled\nquit\n");
+    machine.wait_for("vm1: the guest ended (exited with status 0)", GUEST_TIMEOUT);
+    // What is typed right after the command reaches the guest too.
+    machine.type_text("vm console vm0\nquit\n");
+    machine.wait_for("vm0: the guest ended (exited with status 0)", GUEST_TIMEOUT);
+    machine.type_text("vm console vm0\n");
+    machine.wait_for("vm: vm0: no guest runs (exited with status 0)", BOOT_TIMEOUT);
+    machine.type_text("vm list\npoweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
+    for line in ["vm0: echo: hello guest", "vm1: echo: polled"] {
+        assert!(output.lines().any(|row| row.trim_end().ends_with(line)), "no '{line}':\n{output}");
+    }
+    assert!(!output.contains("echo: quit"), "{output}");
+    let rows = list_row(output, "vm0");
+    assert!(rows.first().is_some_and(|row| row.contains("running")), "{rows:?}\n{output}");
+    assert!(
+        rows.last().is_some_and(|row| row.contains("ended") && row.contains("(exited with status 0)")),
+        "{rows:?}\n{output}"
+    );
+    for instance in ["vm0", "vm1"] {
+        let ended = format!("vmm: {instance}: guest /guests/test-guest exited with status 0");
+        assert!(output.contains(&ended), "no '{ended}':\n{output}");
+    }
     assert!(!output.contains("KERNEL"), "{output}");
     assert_clean(&disk);
 }
