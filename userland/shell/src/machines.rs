@@ -184,7 +184,9 @@ fn send(client: &Client<Vmm>, held: &mut Vec<u8>) -> Result<Option<String>, Stri
             }
             Ok(_) => return Err(String::from("unexpected reply")),
             Err(AnswerError::Refused(Refusal::InputFull)) => break,
-            Err(AnswerError::Refused(Refusal::NotRunning)) => return ended(client).map(|end| Some(end.unwrap_or_default())),
+            Err(AnswerError::Refused(Refusal::NotRunning)) => {
+                return ended(client).map(|end| Some(end.unwrap_or_default()));
+            }
             Err(error) => return Err(error.to_string()),
         }
     }
