@@ -5,10 +5,10 @@
 use crate::clock::{self, Nanoseconds};
 use crate::decode;
 use vmm::devices::{Devices, Effect};
+use vmm::input::Input;
 use crate::machine::Machine;
 use crate::policy;
 use abi::vcpu::{Event, ExitKind, VcpuState, access, group, instruction, io};
-use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,10 +54,9 @@ pub struct Shared {
     pub exits: AtomicU64,
     /// Exits in the last whole second.
     pub exits_per_second: AtomicU64,
-    /// Bytes typed for the guest that its UART has not taken yet (at most
-    /// [`vmm::MAX_INPUT`]): the serving thread adds, the guest's thread
-    /// moves them into the receive FIFO as it has room.
-    pub input: Mutex<VecDeque<u8>>,
+    /// Bytes typed for the guest that its UART has not taken yet: the
+    /// serving thread offers, the guest's thread delivers.
+    pub input: Mutex<Input>,
 }
 
 impl Shared {
@@ -67,7 +66,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             exits: AtomicU64::new(0),
             exits_per_second: AtomicU64::new(0),
-            input: Mutex::new(VecDeque::new()),
+            input: Mutex::new(Input::new()),
         }
     }
 }

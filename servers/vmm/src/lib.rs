@@ -21,6 +21,7 @@
 extern crate alloc;
 
 pub mod devices;
+pub mod input;
 pub mod multiboot;
 pub mod time;
 

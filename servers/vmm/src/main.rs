@@ -33,8 +33,9 @@ use runtime::println;
 use service::process::{CSPACE_SLOTS, slot};
 use service::{ErrorCode, Response};
 use spin::Mutex;
+use vmm::input::Input;
 use vmm::multiboot::{self, Header};
-use vmm::{BootModule, GuestStatus, MAX_INPUT, MAX_MEMORY_MIB, Refusal, Reply, Request, Vmm};
+use vmm::{BootModule, GuestStatus, MAX_MEMORY_MIB, Refusal, Reply, Request, Vmm};
 
 runtime::entry!(main, heap_kib = 1024);
 
@@ -105,20 +106,13 @@ fn handle(
 }
 
 /// Takes what fits of `bytes` for the guest's UART; the guest's thread
-/// delivers them.
+/// delivers them. The request is checked before the state.
 fn take_input(bytes: &[u8]) -> Result<Reply, Refusal> {
-    if bytes.is_empty() || bytes.len() > MAX_INPUT {
-        return Err(Refusal::BadInput);
-    }
+    Input::check(bytes)?;
     if !GUEST.lock().as_ref().is_some_and(|status| status.running) {
         return Err(Refusal::NotRunning);
     }
-    let mut input = SHARED.input.lock();
-    let count = MAX_INPUT.saturating_sub(input.len()).min(bytes.len());
-    if count == 0 {
-        return Err(Refusal::InputFull);
-    }
-    input.extend(bytes.iter().take(count));
+    let count = SHARED.input.lock().offer(bytes)?;
     Ok(Reply::Taken { count: count as u32 })
 }
 
