@@ -163,7 +163,8 @@ impl service::Protocol for Vmm {
     type Request = Request;
     type Reply = Result<Reply, Refusal>;
 
-    /// Status may be asked again; starting or stopping twice may not.
+    /// Status may be asked again; starting, stopping or typing twice may
+    /// not.
     fn idempotent(request: &Request) -> bool {
         matches!(request, Request::Status)
     }
