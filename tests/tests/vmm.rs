@@ -107,14 +107,18 @@ fn the_guest_suite_passes_on_vt_x_on_two_guests_at_once() {
 
 /// Runs the suite on two guests at once (each vcpu's control block in
 /// turn), with different RAM sizes, which the CMOS must report; then
-/// powers off.
+/// powers off. The first guest echoes after its checks until told to
+/// quit, so it is alive for all of the second's suite however slowly the
+/// commands are typed (Bochs types at a human pace).
 fn two_guests(mut machine: Machine, disk: &Path) {
     machine.type_text(
-        "vm start -m 4 /guests/test-guest ram-mib=4\n\
+        "vm start -m 4 /guests/test-guest checks echo ram-mib=4\n\
          vm start -m 6 /guests/test-guest checks ram-mib=6\n",
     );
-    machine.wait_for("vmm: vm0: guest /guests/test-guest exited", GUEST_TIMEOUT);
     machine.wait_for("vmm: vm1: guest /guests/test-guest exited", GUEST_TIMEOUT);
+    machine.wait_for("vm0: echo: ready", GUEST_TIMEOUT);
+    machine.type_text("vm console vm0\nquit\n");
+    machine.wait_for("vm0: the guest ended", GUEST_TIMEOUT);
     machine.type_text("vm list\npoweroff\n");
     let finished = machine.wait_exit(BOOT_TIMEOUT);
     let output = &finished.output;

@@ -1,7 +1,9 @@
 //! The test guest: a tiny 64-bit kernel the VMM boots as an ELF image. It
 //! starts in long mode with the VMM's identity page tables and GDT (code
-//! selector 0x08) and its command line in `rdi`/`rsi`, which picks what it
-//! does:
+//! selector 0x08) and its command line in `rdi`/`rsi`. Each word without
+//! `=` names a mode, and the modes run in order (`checks echo` runs the
+//! checks, then echoes until `quit`); the first mode that fails gives the
+//! exit status. The modes:
 //! - nothing (or `checks`): one check per platform feature, each printing
 //!   `PASS name` or `FAIL name: why` on COM1, then it ends through the exit
 //!   port with the number of failures as its status; `ram-mib=N` anywhere
@@ -31,19 +33,28 @@ extern "C" fn _start(arguments: *const u8, length: usize) -> ! {
     let ram_mib = words
         .clone()
         .find_map(|word| word.strip_prefix("ram-mib=")?.parse().ok());
-    let mode = words.clone().find(|word| !word.contains('=')).unwrap_or("checks");
-    write_str("test-guest: running ");
-    write_str(mode);
-    write_str("\n");
-    let status = match mode {
-        "checks" => checks::run(ram_mib),
-        "echo" => echo::run(true),
-        "echo-polled" => echo::run(false),
-        other => hostile::run(other),
+    let mut modes = words.filter(|word| !word.contains('=')).peekable();
+    let status = if modes.peek().is_none() {
+        run("checks", ram_mib)
+    } else {
+        modes.map(|mode| run(mode, ram_mib)).find(|&status| status != 0).unwrap_or(0)
     };
     write_str("test-guest: done\n");
     outb(vm_platform::EXIT_PORT, status);
     hardware::halt_forever()
+}
+
+/// Runs one mode; returns its status (0 when it passed).
+fn run(mode: &str, ram_mib: Option<u32>) -> u8 {
+    write_str("test-guest: running ");
+    write_str(mode);
+    write_str("\n");
+    match mode {
+        "checks" => checks::run(ram_mib),
+        "echo" => echo::run(true),
+        "echo-polled" => echo::run(false),
+        other => hostile::run(other),
+    }
 }
 
 #[panic_handler]
