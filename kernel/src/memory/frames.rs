@@ -187,8 +187,9 @@ pub fn is_ram(address: u64) -> bool {
     ram.0.iter().take(ram.1).any(|region| region.contains(&address))
 }
 
-/// Frames free now (quarantined ones are not, yet). A pure reading:
-/// callers measure what an operation allocated by the difference.
+/// Frames free now (quarantined ones are not, yet). A pure reading; the
+/// difference across an operation is not what it allocated, since an
+/// allocation may first release frames whose quarantine is over.
 pub fn free_frames() -> u64 {
     FRAMES.lock().as_ref().map_or(0, FrameAllocator::free_frames)
 }
