@@ -34,6 +34,9 @@ pub const LOCAL_APIC_TIMER_HZ: u64 = 100_000_000;
 /// The I/O APIC's registers (24 pins). ISA interrupt 0 (the PIT) arrives
 /// on pin 2, the others on the pin of their number (COM1: 4).
 pub const IO_APIC: u64 = 0xfec0_0000;
+/// The I/O APIC's ID (its ID register at reset, and what the MP table
+/// says): 1, after the one CPU's local APIC ID 0.
+pub const IO_APIC_ID: u8 = 1;
 /// The I/O APIC pin the PIT's interrupt arrives on.
 pub const IO_APIC_PIT_PIN: u8 = 2;
 /// The I/O APIC pin (and 8259A line) COM1's interrupt arrives on.

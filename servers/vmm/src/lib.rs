@@ -20,8 +20,11 @@
 
 extern crate alloc;
 
+pub mod boot;
 pub mod devices;
 pub mod input;
+pub mod linux;
+pub mod mptable;
 pub mod multiboot;
 pub mod time;
 

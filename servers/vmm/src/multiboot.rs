@@ -12,12 +12,14 @@
 //! asks; the modules after it, each page-aligned (whether or not header
 //! flag 0 asks). The memory map says: 0..640 KiB available, 640 KiB..1 MiB
 //! reserved (the PC's legacy hole), 1 MiB to the end of RAM available, and
-//! the device pages (test device, I/O APIC, local APIC) reserved.
+//! the device pages (test device, I/O APIC, local APIC) reserved
+//! ([`boot::memory_map`]). Modules are read from their files straight into
+//! guest RAM ([`Bytes::File`]).
 
+use crate::boot::{self, Bytes, CONVENTIONAL_END, HIGH_MEMORY, PAGE, Writes, descriptor};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use vm_platform::{IO_APIC, LOCAL_APIC, TEST_DEVICE};
 
 /// The header's magic number.
 pub const MAGIC: u32 = 0x1bad_b002;
@@ -28,10 +30,6 @@ const SEARCH_LENGTH: usize = 8192;
 /// Where the boot information starts, and the end of conventional memory
 /// it must stay below.
 pub const BOOT_AREA: u32 = 0x1000;
-const CONVENTIONAL_END: u32 = 0xa_0000;
-/// The lowest address a kernel or module may be loaded at.
-const HIGH_MEMORY: u32 = 0x10_0000;
-const PAGE: u32 = 4096;
 /// The selectors of the flat code and data segments the kernel starts
 /// with, in the GDT at [`BOOT_AREA`].
 pub const CODE_SELECTOR: u16 = 0x08;
@@ -80,30 +78,22 @@ pub struct Header {
     addresses: Option<Addresses>,
 }
 
-/// A module for the kernel: its contents and command line.
+/// A module for the kernel: the boot file it is read from, its length
+/// and its command line.
 pub struct Module<'a> {
-    /// What is loaded.
-    pub bytes: &'a [u8],
+    /// Which boot file holds it (see [`Bytes::File`]).
+    pub file: usize,
+    /// Its length in bytes.
+    pub length: u64,
     /// Its string in the module list.
     pub command_line: &'a str,
-}
-
-/// Bytes to put into guest RAM.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Bytes<'a> {
-    /// A copy of these.
-    Copy(&'a [u8]),
-    /// This many zeros.
-    Zero(usize),
-    /// These, made here.
-    Made(Vec<u8>),
 }
 
 /// What the machine must do to boot a multiboot kernel.
 #[derive(Debug)]
 pub struct Load<'a> {
     /// What to write where (guest-physical addresses).
-    pub writes: Vec<(u32, Bytes<'a>)>,
+    pub writes: Writes<'a>,
     /// The kernel's entry point.
     pub entry: u32,
     /// The boot information's address (for EBX).
@@ -308,18 +298,7 @@ fn pieces_from_elf32(image: &[u8]) -> Result<(Vec<Piece<'_>>, u32), String> {
 
 /// Checks that [`start`, `end`) lies in high memory and RAM.
 fn check_placement(what: &str, start: u32, end: u32, ram_bytes: u64) -> Result<(), String> {
-    if start < HIGH_MEMORY {
-        return Err(format!(
-            "{what} loads at {start:#x}, below 1 MiB, where the VMM keeps the boot information and the legacy hole"
-        ));
-    }
-    if u64::from(end) > ram_bytes {
-        return Err(format!(
-            "{what} ends at {end:#x}, past the guest's {} MiB of RAM",
-            ram_bytes >> 20
-        ));
-    }
-    Ok(())
+    boot::check_placement(u64::from(start), u64::from(end), ram_bytes).map_err(|misplaced| format!("{what} {misplaced}"))
 }
 
 /// The boot information as it is built: bytes that go at [`BOOT_AREA`].
@@ -354,19 +333,6 @@ impl Area {
     }
 }
 
-/// The memory map's entries: (base, length, type: 1 available, 2
-/// reserved), in address order.
-fn memory_map(ram_bytes: u64) -> Vec<(u64, u64, u32)> {
-    let high = u64::from(HIGH_MEMORY);
-    let mut map = alloc::vec![
-        (0, u64::from(CONVENTIONAL_END), 1),
-        (u64::from(CONVENTIONAL_END), high - u64::from(CONVENTIONAL_END), 2),
-        (high, ram_bytes.saturating_sub(high), 1),
-    ];
-    map.extend([TEST_DEVICE, IO_APIC, LOCAL_APIC].map(|page| (page, u64::from(PAGE), 2)));
-    map
-}
-
 /// Plans the boot of the multiboot kernel `image` (whose header is
 /// `header`) with `command_line` and `modules` on a machine with
 /// `ram_bytes` of RAM from address 0.
@@ -385,15 +351,15 @@ pub fn plan<'a>(
         Some(addresses) => pieces_from_addresses(image, header, addresses)?,
         None => pieces_from_elf32(image)?,
     };
-    let mut kernel_end = HIGH_MEMORY;
+    let mut kernel_end = HIGH_MEMORY as u32;
     let mut writes = Vec::new();
     for piece in pieces {
         let end = piece.end().ok_or_else(|| String::from("a kernel segment extends past 4 GiB"))?;
         check_placement("the kernel", piece.address, end, ram_bytes)?;
         kernel_end = kernel_end.max(end);
-        writes.push((piece.address, Bytes::Copy(piece.bytes)));
+        writes.push((u64::from(piece.address), Bytes::Copy(piece.bytes)));
         if piece.zeros > 0 {
-            writes.push((end - piece.zeros, Bytes::Zero(piece.zeros as usize)));
+            writes.push((u64::from(end - piece.zeros), Bytes::Zero(u64::from(piece.zeros))));
         }
     }
     if modules.len() > MAX_MODULES {
@@ -404,24 +370,26 @@ pub fn plan<'a>(
     for module in modules {
         // Always page-aligned: that satisfies flag 0 and costs little.
         let start = next
-            .checked_next_multiple_of(PAGE)
+            .checked_next_multiple_of(PAGE as u32)
             .ok_or_else(|| String::from("the modules do not fit below 4 GiB"))?;
-        let end = u32::try_from(module.bytes.len())
+        let end = u32::try_from(module.length)
             .ok()
             .and_then(|length| start.checked_add(length))
             .ok_or_else(|| String::from("the modules do not fit below 4 GiB"))?;
         check_placement(&format!("module '{}'", module.command_line), start, end, ram_bytes)?;
-        writes.push((start, Bytes::Copy(module.bytes)));
+        writes.push((
+            u64::from(start),
+            Bytes::File {
+                file: module.file,
+                offset: 0,
+                length: module.length,
+            },
+        ));
         placed.push((start, end));
         next = end;
     }
     let mut area = Area(Vec::new());
-    let gdt = area.push(
-        &[0u64, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff]
-            .map(u64::to_le_bytes)
-            .concat(),
-        8,
-    );
+    let gdt = area.push(&boot::gdt(&[0, descriptor::CODE_32, descriptor::DATA]), 8);
     // The structure up to the framebuffer fields (116 bytes), zeroed.
     let information = area.push(&[0; 116], 8);
     let command_line_at = area.push_string(command_line);
@@ -435,17 +403,17 @@ pub fn plan<'a>(
     }
     let modules_at = area.push(&module_list, 4);
     let mut map = Vec::new();
-    for (base, length, kind) in memory_map(ram_bytes) {
+    for range in boot::memory_map(ram_bytes) {
         map.extend_from_slice(&20u32.to_le_bytes());
-        map.extend_from_slice(&base.to_le_bytes());
-        map.extend_from_slice(&length.to_le_bytes());
-        map.extend_from_slice(&kind.to_le_bytes());
+        map.extend_from_slice(&range.base.to_le_bytes());
+        map.extend_from_slice(&range.length.to_le_bytes());
+        map.extend_from_slice(&(range.kind as u32).to_le_bytes());
     }
     let map_at = area.push(&map, 4);
-    if area.here() > CONVENTIONAL_END {
+    if u64::from(area.here()) > CONVENTIONAL_END {
         return Err(String::from("the command lines do not fit in the boot information area"));
     }
-    let upper_kib = (ram_bytes.saturating_sub(u64::from(HIGH_MEMORY)) / 1024) as u32;
+    let upper_kib = (ram_bytes.saturating_sub(HIGH_MEMORY) / 1024) as u32;
     for (offset, value) in [
         (
             0,
@@ -455,7 +423,7 @@ pub fn plan<'a>(
                 | info_flag::MEMORY_MAP
                 | info_flag::LOADER_NAME,
         ),
-        (4, CONVENTIONAL_END / 1024),
+        (4, (CONVENTIONAL_END / 1024) as u32),
         (8, upper_kib),
         (16, command_line_at),
         (20, modules.len() as u32),
@@ -466,7 +434,7 @@ pub fn plan<'a>(
     ] {
         area.put(information + offset, value);
     }
-    writes.push((BOOT_AREA, Bytes::Made(area.0)));
+    writes.push((u64::from(BOOT_AREA), Bytes::Made(area.0)));
     Ok(Load {
         writes,
         entry,
@@ -525,7 +493,7 @@ mod tests {
     }
 
     fn information_word(load: &Load<'_>, offset: u32) -> u32 {
-        let Some((_, Bytes::Made(area))) = load.writes.iter().find(|(at, _)| *at == BOOT_AREA) else {
+        let Some((_, Bytes::Made(area))) = load.writes.iter().find(|(at, _)| *at == u64::from(BOOT_AREA)) else {
             panic!("no boot information");
         };
         let at = (load.information - BOOT_AREA + offset) as usize;
@@ -567,16 +535,26 @@ mod tests {
     fn loads_elf32_segments_at_their_physical_addresses() {
         let image = elf32_image(0xc010_0000, 0x20_0000);
         let header = find_header(&image).unwrap().unwrap();
-        let module = [7u8; 10];
         let modules = [Module {
-            bytes: &module,
+            file: 1,
+            length: 10,
             command_line: "/m one",
         }];
         let load = plan(&image, &header, "kernel", &modules, RAM).unwrap();
         assert_eq!(load.entry, 0x20_0010);
         assert_eq!(load.writes[0], (0x20_0000, Bytes::Copy(&image[0x800..0x1000])));
         assert_eq!(load.writes[1], (0x20_0800, Bytes::Zero(0x1800)));
-        assert_eq!(load.writes[2], (0x20_2000, Bytes::Copy(&module[..])));
+        assert_eq!(
+            load.writes[2],
+            (
+                0x20_2000,
+                Bytes::File {
+                    file: 1,
+                    offset: 0,
+                    length: 10
+                }
+            )
+        );
         assert_eq!(information_word(&load, 0), 0x24d);
         assert_eq!(information_word(&load, 4), 640);
         assert_eq!(information_word(&load, 8), 7 * 1024);
@@ -596,9 +574,9 @@ mod tests {
         assert!(error.contains("past the guest's 8 MiB"), "{error}");
         let image = elf32_image(0x20_0000, 0x20_0000);
         let header = find_header(&image).unwrap().unwrap();
-        let big = alloc::vec![0u8; 7 << 20];
         let modules = [Module {
-            bytes: &big,
+            file: 1,
+            length: 7 << 20,
             command_line: "big",
         }];
         let error = plan(&image, &header, "", &modules, RAM).unwrap_err();

@@ -34,11 +34,12 @@ pub struct IoApic {
 }
 
 impl Default for IoApic {
-    /// Every pin masked, edge-triggered.
+    /// Every pin masked, edge-triggered; the ID
+    /// [`IO_APIC_ID`](vm_platform::IO_APIC_ID).
     fn default() -> Self {
         Self {
             select: 0,
-            id: 0,
+            id: u32::from(vm_platform::IO_APIC_ID) << 24,
             redirection: [MASKED; PINS],
             levels: 0,
         }
@@ -165,6 +166,7 @@ mod tests {
     #[test]
     fn identifies_itself_and_reads_back_entries() {
         let (mut ioapic, mut lapic) = (IoApic::default(), Lapic::default());
+        assert_eq!(ioapic.read(0x10), u32::from(vm_platform::IO_APIC_ID) << 24, "the ID the MP table names");
         ioapic.write(0, 1, &mut lapic);
         assert_eq!(ioapic.read(0x10), 0x0017_0011);
         ioapic.write(0, 0, &mut lapic);
