@@ -6,11 +6,14 @@
 //! cargo xtask test                                 host unit tests + QEMU tests
 //! cargo xtask bench                                IPC and boot-time figures
 //! cargo xtask graph [DESCRIPTION]                  the system as SVG
+//! cargo xtask guest-linux                          a Debian kernel and initramfs
 //! ```
 
 mod bench;
+mod cpio;
 mod faults;
 mod graph;
+mod guest_linux;
 
 use abi::debug_exit::Outcome;
 use image_builder::data_disk;
@@ -38,7 +41,9 @@ commands:
             --count N  faults to inject (default 1000)
             --seed S   the seed that picks targets and faults (default 1)
           prints the report; its JSON goes to target/faults.json
-  graph   draw the system description (default system.toml) as SVG";
+  graph   draw the system description (default system.toml) as SVG
+  guest-linux  fetch Debian's kernel and busybox-static (apt-get download),
+          write target/guest-linux/vmlinuz and initramfs.cpio";
 
 fn main() -> ExitCode {
     let mut arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -81,7 +86,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    if !matches!(command.as_str(), "run" | "image" | "test" | "bench") {
+    if !matches!(command.as_str(), "run" | "image" | "test" | "bench" | "guest-linux") {
         eprintln!("unknown command '{command}'\n\n{USAGE}");
         return ExitCode::FAILURE;
     }
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
         ),
         "image" => image(&build),
         "bench" => bench::run().map(|()| ExitCode::SUCCESS),
+        "guest-linux" => guest_linux::run().map(|()| ExitCode::SUCCESS),
         _ => test(),
     };
     result.unwrap_or_else(|message| {
