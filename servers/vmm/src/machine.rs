@@ -7,7 +7,9 @@
 //! [`STACK_TOP`](vm_platform::STACK_TOP), the command line at
 //! [`ARGUMENTS`](vm_platform::ARGUMENTS), the image from
 //! [`IMAGE_BASE`](vm_platform::IMAGE_BASE). A multiboot kernel's layout is
-//! `vmm::multiboot`'s.
+//! `vmm::multiboot`'s, a Linux kernel's `vmm::linux`'s; the machine
+//! carries out their plans ([`Machine::write_plan`]), reading files in
+//! chunks straight into guest RAM.
 
 use abi::Rights;
 use abi::vcpu::{Control, Segment, Segments, SystemMsrs, Table, VcpuState, attribute, group};
@@ -18,12 +20,17 @@ use runtime::capability::{self, AddressSpace, CSpace, Destination, Frame, GuestM
 use runtime::memory::Region;
 use runtime::vcpu::StatePage;
 use vm_platform::{ARGUMENTS, IMAGE_BASE, MAX_ARGUMENTS, STACK_TOP};
-use vmm::multiboot::{self, Bytes, Load};
+use vmm::boot::{self, Bytes, GDT, TABLES, descriptor};
+use vmm::linux;
+use vmm::multiboot::{self, Load};
 
-/// The page-table pages: a PML4, a PDPT and four page directories.
-const TABLES: u64 = 0x1000;
-/// The GDT: null, 64-bit code (0x08), data (0x10).
-const GDT: u64 = 0x7000;
+/// How many bytes of a file the machine reads at a time (what one
+/// filesystem transfer carries).
+const CHUNK: usize = fs::MAX_TRANSFER;
+
+/// Reads `into.len()` bytes at an offset of a boot file (numbered as in
+/// [`Bytes::File`]), all of them or an error saying why not.
+pub type ReadFile<'a> = dyn FnMut(usize, u64, &mut [u8]) -> Result<(), String> + 'a;
 
 /// A VM: RAM, one vcpu, its state page. Dropping it destroys them all
 /// (the RAM frames go with the CSpace that keeps them, which unmaps them
@@ -166,7 +173,12 @@ impl Machine {
             self.ram.write(target.wrapping_add(bias) as usize, &value.to_le_bytes())
         })
         .map_err(|_| refuse("a relocation lies outside RAM"))?;
-        self.write_tables()
+        self.ram
+            .write(TABLES as usize, &boot::identity_tables())
+            .and_then(|()| {
+                self.ram
+                    .write(GDT as usize, &boot::gdt(&[0, descriptor::CODE_64, descriptor::DATA]))
+            })
             .map_err(|_| refuse("RAM too small for the page tables"))?;
         if arguments.len() > MAX_ARGUMENTS {
             return Err(refuse("the command line is too long"));
@@ -174,7 +186,8 @@ impl Machine {
         self.ram
             .write(ARGUMENTS as usize, arguments.as_bytes())
             .map_err(|_| refuse("RAM too small for the command line"))?;
-        let mut state = long_mode_state(elf.entry().wrapping_add(bias));
+        let mut state = long_mode_state(elf.entry().wrapping_add(bias), 0x08, 0x10, 23);
+        state.registers.rsp = STACK_TOP;
         state.registers.rdi = ARGUMENTS;
         state.registers.rsi = arguments.len() as u64;
         Ok(state)
@@ -185,49 +198,62 @@ impl Machine {
     /// protected mode with paging off.
     ///
     /// # Errors
-    /// [`MachineError::Image`] if a write falls outside RAM (the plan was
-    /// made for this RAM size, so only a bug gets here).
-    pub fn load_multiboot(&self, load: &Load<'_>) -> Result<VcpuState, MachineError> {
-        let outside = |_| MachineError::Image(String::from("a multiboot piece lies outside RAM"));
-        let zeros = [0u8; 4096];
-        for (address, bytes) in &load.writes {
+    /// [`MachineError::Image`] if a module cannot be read.
+    pub fn load_multiboot(&self, load: &Load<'_>, read: &mut ReadFile<'_>) -> Result<VcpuState, MachineError> {
+        self.write_plan(&load.writes, read)?;
+        Ok(protected_mode_state(load))
+    }
+
+    /// Writes a Linux kernel, its initrd, the zero page and the tables as
+    /// `plan` says, and returns the state that enters the kernel's 64-bit
+    /// entry point with RSI pointing at the zero page.
+    ///
+    /// # Errors
+    /// [`MachineError::Image`] if the kernel or initrd cannot be read.
+    pub fn load_linux(&self, plan: &linux::Boot<'_>, read: &mut ReadFile<'_>) -> Result<VcpuState, MachineError> {
+        self.write_plan(&plan.writes, read)?;
+        let mut state = long_mode_state(
+            plan.entry,
+            linux::CODE_SELECTOR,
+            linux::DATA_SELECTOR,
+            u64::from(linux::GDT_LIMIT),
+        );
+        state.registers.rsi = plan.zero_page;
+        Ok(state)
+    }
+
+    /// Carries out a loader's plan: each write in order, files read
+    /// [`CHUNK`] bytes at a time through one buffer.
+    ///
+    /// # Errors
+    /// [`MachineError::Image`] if a file cannot be read, or a write falls
+    /// outside RAM (the plan was made for this RAM size, so only a bug
+    /// gets there).
+    fn write_plan(&self, writes: &[(u64, Bytes<'_>)], read: &mut ReadFile<'_>) -> Result<(), MachineError> {
+        let outside = |_| MachineError::Image(String::from("a piece of the boot plan lies outside RAM"));
+        let mut buffer = Vec::new();
+        for (address, bytes) in writes {
             let at = *address as usize;
             match bytes {
                 Bytes::Copy(data) => self.ram.write(at, data).map_err(outside)?,
                 Bytes::Made(data) => self.ram.write(at, data).map_err(outside)?,
                 Bytes::Zero(length) => {
-                    for start in (0..*length).step_by(zeros.len()) {
-                        let chunk = zeros.len().min(length - start);
-                        self.ram.write(at + start, &zeros[..chunk]).map_err(outside)?;
+                    buffer.clear();
+                    buffer.resize(CHUNK, 0);
+                    for start in (0..*length).step_by(CHUNK) {
+                        let chunk = (length - start).min(CHUNK as u64) as usize;
+                        self.ram.write(at + start as usize, &buffer[..chunk]).map_err(outside)?;
+                    }
+                }
+                Bytes::File { file, offset, length } => {
+                    buffer.resize(CHUNK, 0);
+                    for start in (0..*length).step_by(CHUNK) {
+                        let chunk = (length - start).min(CHUNK as u64) as usize;
+                        read(*file, offset + start, &mut buffer[..chunk]).map_err(MachineError::Image)?;
+                        self.ram.write(at + start as usize, &buffer[..chunk]).map_err(outside)?;
                     }
                 }
             }
-        }
-        Ok(protected_mode_state(load))
-    }
-
-    /// Identity page tables for the first 4 GiB (2 MiB pages) and the GDT.
-    fn write_tables(&self) -> Result<(), runtime::memory::OutOfBounds> {
-        const PRESENT_WRITABLE: u64 = 0b11;
-        const LARGE: u64 = 1 << 7;
-        let pml4 = TABLES;
-        let pdpt = TABLES + 0x1000;
-        self.ram.store(pml4 as usize, pdpt | PRESENT_WRITABLE)?;
-        for gib in 0..4u64 {
-            let directory = TABLES + 0x2000 + gib * 0x1000;
-            self.ram
-                .store((pdpt + gib * 8) as usize, directory | PRESENT_WRITABLE)?;
-            for entry in 0..512u64 {
-                let address = (gib << 30) | (entry << 21);
-                self.ram
-                    .store((directory + entry * 8) as usize, address | PRESENT_WRITABLE | LARGE)?;
-            }
-        }
-        for (index, descriptor) in [0u64, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff]
-            .into_iter()
-            .enumerate()
-        {
-            self.ram.store(GDT as usize + index * 8, descriptor)?;
         }
         Ok(())
     }
@@ -264,10 +290,11 @@ fn protected_mode_state(load: &Load<'_>) -> VcpuState {
     state
 }
 
-/// The state entering `entry` in 64-bit mode with paging on the tables
-/// [`Machine::write_tables`] made.
-fn long_mode_state(entry: u64) -> VcpuState {
-    let mut state = entry_state(
+/// The state entering `entry` in 64-bit mode with paging on the identity
+/// tables at [`TABLES`], flat `code` and `data` segments from the GDT at
+/// [`GDT`] (of `gdt_limit`), interrupts off.
+fn long_mode_state(entry: u64, code: u16, data: u16, gdt_limit: u64) -> VcpuState {
+    entry_state(
         entry,
         Control {
             cr0: 0x8000_0033, // PG, NE, ET, MP, PE
@@ -276,12 +303,13 @@ fn long_mode_state(entry: u64) -> VcpuState {
             cr4: 0x620,  // OSXMMEXCPT, OSFXSR, PAE
             efer: 0x500, // LMA, LME
         },
-        Segment::flat_code(0x08, true),
-        Segment::flat_data(0x10),
-        Table { base: GDT, limit: 23 },
-    );
-    state.registers.rsp = STACK_TOP;
-    state
+        Segment::flat_code(code, true),
+        Segment::flat_data(data),
+        Table {
+            base: GDT,
+            limit: gdt_limit,
+        },
+    )
 }
 
 /// What both entry states share: every group loaded, interrupts off, flat

@@ -4,9 +4,20 @@
 //! builds the virtual machine, loads the image from the filesystem and runs
 //! it, handling every exit here in user space. The two share only
 //! [`guest::Shared`]: the stop flag, the counters and the input on its way
-//! to the guest's UART. An image is a 64-bit ELF
-//! guest (entered in long mode) or, failing that, a multiboot kernel with
-//! its modules (entered in 32-bit protected mode).
+//! to the guest's UART. An image is a Linux bzImage with perhaps an initrd
+//! (entered at its 64-bit entry point), a 64-bit ELF guest (entered in long
+//! mode) or a multiboot kernel with its modules (entered in 32-bit
+//! protected mode).
+//!
+//! The guest's thread lives as long as the instance and is the only one
+//! that talks to the filesystem (the filesystem and the block driver know
+//! a process's transfer buffer by its badge, so a process has one
+//! connection). The serving thread hands it each `Start` and waits while
+//! it checks the request (reading an image's header and the files'
+//! lengths), so a refusal comes at once; then the guest's thread builds
+//! the machine and reads the large files (a Linux kernel, an initrd,
+//! multiboot modules) in chunks straight into guest RAM, so they never
+//! pass through the 1 MiB heap.
 
 #![no_std]
 #![no_main]
@@ -24,16 +35,17 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use fs::Files;
+use fs::{Files, Handle};
 use guest::Shared;
-use machine::{Machine, MachineError};
-use runtime::capability::{AddressSpace, Endpoint, Memory, Slots};
+use machine::{Machine, MachineError, ReadFile};
+use runtime::capability::{self, AddressSpace, Destination, Endpoint, Memory, Notification, Slots};
 use runtime::ipc::Buffer;
 use runtime::println;
 use service::process::{CSPACE_SLOTS, slot};
 use service::{ErrorCode, Response};
 use spin::Mutex;
 use vmm::input::Input;
+use vmm::linux::{self, Initrd, LinuxError};
 use vmm::multiboot::{self, Header};
 use vmm::{BootModule, GuestStatus, MAX_MEMORY_MIB, Refusal, Reply, Request, Vmm};
 
@@ -41,12 +53,20 @@ runtime::entry!(main, heap_kib = 1024);
 
 /// Stack pages of the thread that runs the guest.
 const GUEST_STACK_PAGES: u64 = 32;
+/// The largest image read whole into the heap: a 64-bit ELF guest or a
+/// multiboot kernel. Linux kernels and all modules go straight into guest
+/// RAM instead.
+const MAX_HEAP_IMAGE: u64 = 512 << 10;
 
 /// The guest's counters, shared with the serving thread. One per instance:
 /// a new guest starts them afresh.
 static SHARED: Shared = Shared::new();
 /// The current or last guest.
 static GUEST: Mutex<Option<GuestStatus>> = Mutex::new(None);
+/// The start request the guest's thread is to check next.
+static NEXT: Mutex<Option<StartRequest>> = Mutex::new(None);
+/// The guest's thread's answer to it.
+static VERDICT: Mutex<Option<Result<Reply, Refusal>>> = Mutex::new(None);
 
 fn main() -> u64 {
     let [first_free, _] = runtime::start_arguments();
@@ -66,23 +86,19 @@ fn main() -> u64 {
         return 1;
     }
     clock::calibrate();
-    // The filesystem, connected at the first start (from this thread: a
-    // connection belongs to the thread whose IPC buffer it uses).
-    let mut files = None;
-    let error = service::serve::<Vmm>(endpoint, buffer, None, |request| {
-        handle(request.body, slots, buffer, &mut files, &name)
-    });
+    let bells = match guest_thread(slots, &name) {
+        Ok(bells) => bells,
+        Err(error) => {
+            println!("vmm: {name}: no thread for guests: {error:?}");
+            return 1;
+        }
+    };
+    let error = service::serve::<Vmm>(endpoint, buffer, None, |request| handle(request.body, &bells));
     println!("vmm: {name} stopped serving: {error:?}");
     1
 }
 
-fn handle(
-    request: Request,
-    slots: &'static Slots,
-    buffer: Buffer,
-    files: &mut Option<Files>,
-    name: &str,
-) -> Result<Response<Result<Reply, Refusal>>, ErrorCode> {
+fn handle(request: Request, bells: &Bells) -> Result<Response<Result<Reply, Refusal>>, ErrorCode> {
     let reply = match request {
         Request::Status => Ok(Reply::Status(GUEST.lock().clone().map(|mut status| {
             status.exits = SHARED.exits.load(Ordering::Relaxed);
@@ -99,8 +115,15 @@ fn handle(
             arguments,
             memory_mib,
             modules,
-        } => read_guest(slots, buffer, files, image, arguments, &modules, memory_mib)
-            .and_then(|guest| start(slots, name, guest, memory_mib)),
+        } => start(
+            StartRequest {
+                image,
+                arguments,
+                modules,
+                memory_mib,
+            },
+            bells,
+        ),
     };
     Ok(reply.into())
 }
@@ -118,177 +141,334 @@ fn take_input(bytes: &[u8]) -> Result<Reply, Refusal> {
 
 /// What kind of image a guest is.
 enum Kind {
-    /// A 64-bit ELF guest, entered in long mode.
-    Elf64,
-    /// A multiboot kernel with this header, and its modules' contents and
-    /// command lines.
-    Multiboot(Header, Vec<(Vec<u8>, String)>),
+    /// A 64-bit ELF guest, entered in long mode: its bytes.
+    Elf64(Vec<u8>),
+    /// A multiboot kernel: its bytes, its header, and its modules' lengths
+    /// and command lines (boot files 1, 2, ...).
+    Multiboot(Vec<u8>, Header, Vec<(u64, String)>),
+    /// A Linux kernel, read from boot file 0, and its initrd.
+    Linux(linux::Kernel, Option<Initrd>),
 }
 
-/// A guest ready to boot: its image, read and checked.
+/// A guest ready to boot: its image and modules checked.
 struct Guest {
     image: String,
-    bytes: Vec<u8>,
-    arguments: String,
+    /// The command line as the guest gets it.
+    command_line: String,
+    memory_mib: u32,
+    /// The boot files by number: the image, then the modules.
+    paths: Vec<String>,
     kind: Kind,
 }
 
 impl Guest {
     /// The multiboot kernel's modules as the loader takes them.
-    fn modules(modules: &[(Vec<u8>, String)]) -> Vec<multiboot::Module<'_>> {
+    fn modules(modules: &[(u64, String)]) -> Vec<multiboot::Module<'_>> {
         modules
             .iter()
-            .map(|(bytes, command_line)| multiboot::Module {
-                bytes,
+            .enumerate()
+            .map(|(index, (length, command_line))| multiboot::Module {
+                file: index + 1,
+                length: *length,
                 command_line,
             })
             .collect()
     }
+
+    /// Plans a multiboot boot with `ram_bytes` of RAM.
+    fn plan_multiboot<'a>(
+        &self,
+        bytes: &'a [u8],
+        header: &Header,
+        modules: &[(u64, String)],
+        ram_bytes: u64,
+    ) -> Result<multiboot::Load<'a>, String> {
+        multiboot::plan(bytes, header, &self.command_line, &Guest::modules(modules), ram_bytes)
+    }
+
+    /// Plans a Linux boot with `ram_bytes` of RAM.
+    fn plan_linux(
+        &self,
+        kernel: &linux::Kernel,
+        initrd: Option<Initrd>,
+        ram_bytes: u64,
+    ) -> Result<linux::Boot<'static>, LinuxError> {
+        linux::plan(kernel, 0, &self.command_line, initrd, ram_bytes)
+    }
 }
 
-/// Reads the image and any modules and checks that they can boot with
-/// `memory_mib` of RAM: a 64-bit ELF file, or a multiboot kernel (whose
-/// placement is planned here, so a refusal comes at once).
+/// The filesystem connection in `files`, made first if need be (with
+/// this thread's IPC `buffer`).
+fn connected<'a>(files: &'a mut Option<Files>, slots: &Slots, buffer: Buffer) -> Result<&'a Files, String> {
+    if files.is_none() {
+        let connected = Files::connect(slots, Memory(slot::MEMORY), AddressSpace(slot::ADDRESS_SPACE), buffer)
+            .map_err(|error| format!("no filesystem ({error})"))?;
+        *files = Some(connected);
+    }
+    files.as_ref().ok_or_else(|| String::from("no filesystem"))
+}
+
+/// A `Start` request, for the guest's thread.
+struct StartRequest {
+    image: String,
+    arguments: String,
+    modules: Vec<BootModule>,
+    memory_mib: u32,
+}
+
+/// Reads the image's header (or the whole of a small image) and the
+/// modules' lengths, and checks that they can boot with `memory_mib` of
+/// RAM: a Linux bzImage with at most an initrd, a 64-bit ELF file, or a
+/// multiboot kernel (whose placement is planned here, so a refusal comes
+/// at once).
 fn read_guest(
     slots: &Slots,
     buffer: Buffer,
     files: &mut Option<Files>,
-    image: String,
-    arguments: String,
-    modules: &[BootModule],
-    memory_mib: u32,
+    StartRequest {
+        image,
+        arguments,
+        modules,
+        memory_mib,
+    }: StartRequest,
 ) -> Result<Guest, Refusal> {
-    if !(1..=MAX_MEMORY_MIB).contains(&memory_mib) {
-        return Err(Refusal::BadMemorySize);
+    let ram_bytes = u64::from(memory_mib) << 20;
+    let files = connected(files, slots, buffer).map_err(Refusal::NoImage)?;
+    let no_file = |path: &str, error: fs::FilesError| Refusal::NoImage(format!("{path}: {error}"));
+    let (handle, length) = files.open(&image, false).map_err(|error| no_file(&image, error))?;
+    let wanted = if length <= MAX_HEAP_IMAGE {
+        length
+    } else {
+        linux::HEADER_BYTES as u64
+    };
+    let mut bytes = alloc::vec![0; wanted as usize];
+    let read = files.read(handle, 0, &mut bytes);
+    let _ = files.close(handle);
+    bytes.truncate(read.map_err(|error| no_file(&image, error))?);
+    let mut paths = alloc::vec![image.clone()];
+    let mut module_lengths = Vec::new();
+    for module in &modules {
+        let (handle, length) = files
+            .open(&module.path, false)
+            .map_err(|error| no_file(&module.path, error))?;
+        let _ = files.close(handle);
+        paths.push(module.path.clone());
+        module_lengths.push((length, module.command_line()));
     }
-    let bytes = read_file(slots, buffer, files, &image)?;
-    let elf = elf::Elf::parse(&bytes);
-    let kind = match (elf, multiboot::find_header(&bytes)) {
-        (Ok(_), _) if modules.is_empty() => Kind::Elf64,
-        (Ok(_), _) => return Err(Refusal::BadImage(String::from("modules are for multiboot kernels only"))),
-        (Err(_), Err(why)) => return Err(Refusal::BadImage(why)),
+    let mut guest = Guest {
+        command_line: vmm::joined(&image, &arguments),
+        image,
+        memory_mib,
+        paths,
+        kind: Kind::Elf64(Vec::new()),
+    };
+    let bad = |why: String| Refusal::BadImage(why);
+    if linux::is_bzimage(&bytes) {
+        let kernel = linux::check(&bytes, length).map_err(|error| bad(error.to_string()))?;
+        let initrd = match (modules.as_slice(), module_lengths.as_slice()) {
+            ([], _) => None,
+            ([module], [(length, _)]) if module.arguments.is_empty() => Some(Initrd {
+                file: 1,
+                length: *length,
+            }),
+            _ => return Err(bad(LinuxError::Modules.to_string())),
+        };
+        guest.command_line = if arguments.is_empty() {
+            String::from(linux::DEFAULT_COMMAND_LINE)
+        } else {
+            arguments
+        };
+        guest
+            .plan_linux(&kernel, initrd, ram_bytes)
+            .map_err(|error| bad(error.to_string()))?;
+        guest.kind = Kind::Linux(kernel, initrd);
+        return Ok(guest);
+    }
+    if length > MAX_HEAP_IMAGE {
+        return Err(bad(format!(
+            "{} is {length} bytes: not a Linux bzImage, and too large for a 64-bit ELF guest or multiboot kernel (at most {} KiB)",
+            guest.image,
+            MAX_HEAP_IMAGE >> 10
+        )));
+    }
+    guest.kind = match (elf::Elf::parse(&bytes), multiboot::find_header(&bytes)) {
+        (Ok(_), _) if modules.is_empty() => {
+            guest.command_line = arguments;
+            Kind::Elf64(bytes)
+        }
+        (Ok(_), _) => return Err(bad(String::from("modules are for multiboot kernels and Linux only"))),
+        (Err(_), Err(why)) => return Err(bad(why)),
         (Err(error), Ok(None)) => {
-            return Err(Refusal::BadImage(format!(
-                "neither a 64-bit ELF image ({error:?}) nor a multiboot kernel (no multiboot header in its first 8 KiB)"
+            return Err(bad(format!(
+                "neither a Linux bzImage, a 64-bit ELF image ({error:?}) nor a multiboot kernel (no multiboot header in its first 8 KiB)"
             )));
         }
         (Err(_), Ok(Some(header))) => {
             if modules.len() > multiboot::MAX_MODULES {
-                return Err(Refusal::BadImage(format!("more than {} modules", multiboot::MAX_MODULES)));
+                return Err(bad(format!("more than {} modules", multiboot::MAX_MODULES)));
             }
-            let mut contents = Vec::new();
-            for module in modules {
-                contents.push((read_file(slots, buffer, files, &module.path)?, module.command_line()));
-            }
-            let command_line = vmm::joined(&image, &arguments);
-            multiboot::plan(
-                &bytes,
-                &header,
-                &command_line,
-                &Guest::modules(&contents),
-                u64::from(memory_mib) << 20,
-            )
-            .map_err(Refusal::BadImage)?;
-            Kind::Multiboot(header, contents)
+            guest
+                .plan_multiboot(&bytes, &header, &module_lengths, ram_bytes)
+                .map_err(bad)?;
+            Kind::Multiboot(bytes, header, module_lengths)
         }
     };
-    Ok(Guest {
-        image,
-        bytes,
-        arguments,
-        kind,
-    })
+    Ok(guest)
 }
 
-/// Reads the file at `path`, connecting to the filesystem first if need
-/// be.
-fn read_file(slots: &Slots, buffer: Buffer, files: &mut Option<Files>, path: &str) -> Result<Vec<u8>, Refusal> {
-    if files.is_none() {
-        let connected = Files::connect(slots, Memory(slot::MEMORY), AddressSpace(slot::ADDRESS_SPACE), buffer)
-            .map_err(|error| Refusal::NoImage(format!("no filesystem ({error})")))?;
-        *files = Some(connected);
-    }
-    let Some(files) = files.as_ref() else {
-        return Err(Refusal::NoImage(String::from("no filesystem")));
-    };
-    files
-        .read_file(path)
-        .map_err(|error| Refusal::NoImage(format!("{path}: {error}")))
+/// The notifications between the serving thread and the guest's: one
+/// rings the guest's thread with a start request, the other rings back
+/// with its verdict.
+struct Bells {
+    to_guest: Notification,
+    answered: Notification,
 }
 
-/// Starts the guest thread unless a guest runs already.
-fn start(slots: &'static Slots, name: &str, guest: Guest, memory_mib: u32) -> Result<Reply, Refusal> {
-    {
-        let mut status = GUEST.lock();
-        if status.as_ref().is_some_and(|status| status.running) {
-            return Err(Refusal::Busy);
-        }
-        *status = Some(GuestStatus {
-            image: guest.image.clone(),
-            running: true,
-            exits: 0,
-            exits_per_second: 0,
-            ended: None,
-        });
+/// Hands a start request to the guest's thread, unless a guest runs
+/// already, and waits while it checks it.
+fn start(request: StartRequest, bells: &Bells) -> Result<Reply, Refusal> {
+    if !(1..=MAX_MEMORY_MIB).contains(&request.memory_mib) {
+        return Err(Refusal::BadMemorySize);
     }
+    if GUEST.lock().as_ref().is_some_and(|status| status.running) {
+        return Err(Refusal::Busy);
+    }
+    *NEXT.lock() = Some(request);
+    let cannot = |error: abi::Error| Refusal::CannotRun(format!("the guest's thread does not answer ({error:?})"));
+    bells.to_guest.signal().map_err(cannot)?;
+    bells.answered.wait().map_err(cannot)?;
+    VERDICT
+        .lock()
+        .take()
+        .unwrap_or_else(|| Err(Refusal::CannotRun(String::from("the guest's thread gave no verdict"))))
+}
+
+/// The guest's state and counters for a guest that starts now.
+fn begin(guest: &Guest) {
+    *GUEST.lock() = Some(GuestStatus {
+        image: guest.image.clone(),
+        running: true,
+        exits: 0,
+        exits_per_second: 0,
+        ended: None,
+    });
     SHARED.stop.store(false, Ordering::Relaxed);
     SHARED.exits.store(0, Ordering::Relaxed);
     SHARED.exits_per_second.store(0, Ordering::Relaxed);
     // What was typed for an earlier guest is not for this one.
     SHARED.input.lock().clear();
+}
+
+/// A notification and a badged copy of it that signals it.
+fn bell(slots: &Slots) -> Result<(Notification, Notification), abi::Error> {
+    let waiter = Memory(slot::MEMORY).create_notification(slots.allocate()?)?;
+    let ringer = Notification(slots.allocate()?);
+    capability::mint(waiter, Destination::own(ringer.0), abi::Rights::WRITE, 1)?;
+    Ok((waiter, ringer))
+}
+
+/// Starts the thread that checks start requests and runs this instance's
+/// guests, one after another.
+fn guest_thread(slots: &'static Slots, name: &str) -> Result<Bells, abi::Error> {
+    let (requests, to_guest) = bell(slots)?;
+    let (answered, answer) = bell(slots)?;
     let instance = name.to_string();
     let mut spawner = service::process::thread_spawner(slots);
     // The instruction decoder wants more stack than the default.
     spawner.stack_pages = GUEST_STACK_PAGES;
-    let spawned = spawner.spawn(move |_| {
-        let end = boot(slots, &instance, &guest, memory_mib);
-        println!("vmm: {instance}: guest {} {end}", guest.image);
-        if let Some(status) = GUEST.lock().as_mut() {
-            status.running = false;
-            status.ended = Some(end);
-        }
-        0
-    });
-    match spawned {
-        Ok(_) => Ok(Reply::Started),
-        Err(error) => {
+    spawner.spawn(move |buffer| {
+        // The process's filesystem connection, made at the first request.
+        let mut files = None;
+        while requests.wait().is_ok() {
+            let Some(request) = NEXT.lock().take() else { continue };
+            let guest = read_guest(slots, buffer, &mut files, request);
+            if let Ok(guest) = &guest {
+                begin(guest);
+            }
+            *VERDICT.lock() = Some(guest.as_ref().map(|_| Reply::Started).map_err(Clone::clone));
+            let _ = answer.signal();
+            let Ok(guest) = guest else { continue };
+            let end = boot(slots, &instance, &guest, buffer, &mut files);
+            println!("vmm: {instance}: guest {} {end}", guest.image);
             if let Some(status) = GUEST.lock().as_mut() {
                 status.running = false;
+                status.ended = Some(end);
             }
-            Err(Refusal::CannotRun(format!("no thread for the guest: {error:?}")))
         }
-    }
+        1
+    })?;
+    Ok(Bells { to_guest, answered })
+}
+
+/// Milliseconds from `since` to now.
+fn elapsed_ms(since: clock::Nanoseconds) -> u64 {
+    clock::now().0.saturating_sub(since.0) / 1_000_000
 }
 
 /// Builds the machine, loads the image and runs it; says how it ended.
-fn boot(slots: &Slots, name: &str, guest: &Guest, memory_mib: u32) -> String {
+fn boot(slots: &Slots, name: &str, guest: &Guest, buffer: Buffer, files: &mut Option<Files>) -> String {
+    let began = clock::now();
     let machine = match Machine::new(
         slots,
         Memory(slot::MEMORY),
         AddressSpace(slot::ADDRESS_SPACE),
-        memory_mib,
+        guest.memory_mib,
     ) {
         Ok(machine) => machine,
         Err(MachineError::Kernel(what, error)) => return format!("could not start: {what} ({error:?})"),
         Err(MachineError::Image(why)) => return format!("could not start: {why}"),
     };
-    let loaded = match &guest.kind {
-        Kind::Elf64 => machine.load_elf64(&guest.bytes, &guest.arguments),
-        Kind::Multiboot(header, modules) => multiboot::plan(
-            &guest.bytes,
-            header,
-            &vmm::joined(&guest.image, &guest.arguments),
-            &Guest::modules(modules),
-            machine.ram.len() as u64,
-        )
-        .map_err(MachineError::Image)
-        .and_then(|load| machine.load_multiboot(&load)),
+    let made_ms = elapsed_ms(began);
+    let loading = clock::now();
+    let files = match connected(files, slots, buffer) {
+        Ok(files) => files,
+        Err(why) => return format!("could not start: {why}"),
     };
+    let mut opened: Vec<Option<Handle>> = alloc::vec![None; guest.paths.len()];
+    let mut read = |file: usize, offset: u64, into: &mut [u8]| -> Result<(), String> {
+        let (Some(path), Some(handle)) = (guest.paths.get(file), opened.get_mut(file)) else {
+            return Err(format!("the plan names boot file {file}, which there is not"));
+        };
+        let handle = match handle {
+            Some(handle) => *handle,
+            None => *handle.insert(files.open(path, false).map_err(|error| format!("{path}: {error}"))?.0),
+        };
+        let count = files.read(handle, offset, into).map_err(|error| format!("{path}: {error}"))?;
+        if count < into.len() {
+            return Err(format!("{path} is shorter than when it was checked"));
+        }
+        Ok(())
+    };
+    let loaded = load(&machine, guest, &mut read);
+    for handle in opened.into_iter().flatten() {
+        let _ = files.close(handle);
+    }
     let state = match loaded {
         Ok(state) => state,
         Err(MachineError::Image(why)) => return format!("refused: {why}"),
         Err(MachineError::Kernel(what, error)) => return format!("could not start: {what} ({error:?})"),
     };
-    println!("vmm: {name}: running {} ({memory_mib} MiB)", guest.image);
+    println!(
+        "vmm: {name}: running {} ({} MiB; RAM made in {made_ms} ms, loaded in {} ms)",
+        guest.image,
+        guest.memory_mib,
+        elapsed_ms(loading)
+    );
     guest::run(&machine, state, name, &SHARED).to_string()
+}
+
+/// Plans the boot again for the machine's RAM and carries it out.
+fn load(machine: &Machine, guest: &Guest, read: &mut ReadFile<'_>) -> Result<abi::vcpu::VcpuState, MachineError> {
+    let ram_bytes = machine.ram.len() as u64;
+    match &guest.kind {
+        Kind::Elf64(bytes) => machine.load_elf64(bytes, &guest.command_line),
+        Kind::Multiboot(bytes, header, modules) => guest
+            .plan_multiboot(bytes, header, modules, ram_bytes)
+            .map_err(MachineError::Image)
+            .and_then(|load| machine.load_multiboot(&load, read)),
+        Kind::Linux(kernel, initrd) => guest
+            .plan_linux(kernel, *initrd, ram_bytes)
+            .map_err(|error| MachineError::Image(error.to_string()))
+            .and_then(|plan| machine.load_linux(&plan, read)),
+    }
 }

@@ -9,13 +9,13 @@
 //! the I/O APIC ([`IO_APIC_ID`] at [`IO_APIC`]), an I/O interrupt entry
 //! for every ISA interrupt but 2 (the cascade) with the PC's usual
 //! override, ISA 0 (the PIT) on pin [`IO_APIC_PIT_PIN`] and the others on
-//! the pin of their number (COM1: [`COM1_INTERRUPT`]), all edge-triggered
+//! the pin of their number (COM1: [`COM1_INTERRUPT`](vm_platform::COM1_INTERRUPT)), all edge-triggered
 //! and active high as the ISA bus is; and the local interrupts of the
 //! virtual-wire mode the local APIC starts in: the 8259A's ExtINT on
 //! LINT0 and NMI on LINT1.
 
 use alloc::vec::Vec;
-use vm_platform::{COM1_INTERRUPT, IO_APIC, IO_APIC_ID, IO_APIC_PIT_PIN, LOCAL_APIC};
+use vm_platform::{IO_APIC, IO_APIC_ID, IO_APIC_PIT_PIN, LOCAL_APIC};
 
 /// Where the floating pointer structure goes; the configuration table
 /// follows it.
@@ -136,6 +136,7 @@ pub fn build() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vm_platform::COM1_INTERRUPT;
 
     /// What a parser written from the specification finds.
     #[derive(Debug, Default)]

@@ -344,7 +344,7 @@ pub fn plan<'a>(
     image: &'a [u8],
     header: &Header,
     command_line: &str,
-    modules: &[Module<'a>],
+    modules: &[Module<'_>],
     ram_bytes: u64,
 ) -> Result<Load<'a>, String> {
     let (pieces, entry) = match header.addresses {
