@@ -32,6 +32,13 @@ pub fn calibrate() {
     });
 }
 
+/// The time-stamp counter's rate in kHz (cycles per millisecond), as
+/// measured.
+pub fn tsc_khz() -> u64 {
+    calibrate();
+    RATE.get().map_or(0, |rate| rate.cycles_per_ms)
+}
+
 /// Now.
 pub fn now() -> Nanoseconds {
     calibrate();

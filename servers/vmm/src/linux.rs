@@ -20,6 +20,7 @@
 
 use crate::boot::{self, Bytes, HIGH_MEMORY, Misplaced, PAGE, Writes, descriptor};
 use crate::mptable;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 pub use crate::boot::{GDT, TABLES};
@@ -42,6 +43,27 @@ pub const GDT_LIMIT: u16 = 31;
 /// ACPI (there is none), reset by triple fault (the VMM ends the guest
 /// then), and no waiting after a panic.
 pub const DEFAULT_COMMAND_LINE: &str = "console=ttyS0 earlyprintk=serial acpi=off reboot=t panic=-1";
+/// The command line a Linux guest gets: `arguments`, or
+/// [`DEFAULT_COMMAND_LINE`] if there are none, and `tsc_early_khz=` with
+/// the time-stamp counter's rate the VMM measured (`tsc_khz`) unless they
+/// set it. The firmware of other hypervisors tells Linux that rate (in
+/// CPUID or a paravirtual clock); without it Linux calibrates the TSC
+/// against PIT channel 2, which needs thousands of port reads within
+/// 10 ms, more than exits to a user-space VMM under emulation allow: it
+/// then marks the TSC unstable and keeps time by the timer tick alone.
+pub fn command_line(arguments: &str, tsc_khz: u64) -> String {
+    let mut line = String::from(if arguments.is_empty() {
+        DEFAULT_COMMAND_LINE
+    } else {
+        arguments
+    });
+    let given = line.split_whitespace().any(|word| word.starts_with("tsc_early_khz="));
+    if !given && tsc_khz > 0 {
+        line.push_str(&alloc::format!(" tsc_early_khz={tsc_khz}"));
+    }
+    line
+}
+
 /// How many bytes of the file's start [`check`] needs (the boot sector
 /// and the setup header with room to spare).
 pub const HEADER_BYTES: usize = 0x1000;
@@ -654,6 +676,24 @@ mod tests {
         assert_eq!(usable, RAM - (384 << 10), "all RAM but the legacy hole");
         // Nothing else in the page is set.
         assert!(page[offset::E820_TABLE + count * 20..].iter().all(|&byte| byte == 0));
+    }
+
+    #[test]
+    fn the_command_line_defaults_and_carries_the_tsc_rate() {
+        assert_eq!(
+            command_line("", 2_445_434),
+            alloc::format!("{DEFAULT_COMMAND_LINE} tsc_early_khz=2445434")
+        );
+        assert_eq!(
+            command_line("console=ttyS0 quiet", 1000),
+            "console=ttyS0 quiet tsc_early_khz=1000"
+        );
+        assert_eq!(
+            command_line("tsc_early_khz=5 quiet", 1000),
+            "tsc_early_khz=5 quiet",
+            "the guest's own wins"
+        );
+        assert_eq!(command_line("quiet", 0), "quiet", "no rate measured, none given");
     }
 
     #[test]

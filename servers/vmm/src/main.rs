@@ -273,11 +273,7 @@ fn read_guest(
             }),
             _ => return Err(bad(LinuxError::Modules.to_string())),
         };
-        guest.command_line = if arguments.is_empty() {
-            String::from(linux::DEFAULT_COMMAND_LINE)
-        } else {
-            arguments
-        };
+        guest.command_line = linux::command_line(&arguments, clock::tsc_khz());
         guest
             .plan_linux(&kernel, initrd, ram_bytes)
             .map_err(|error| bad(error.to_string()))?;

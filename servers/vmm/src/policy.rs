@@ -4,7 +4,9 @@
 //! CPUID passes the host's answers through, minus what the VMM does not
 //! offer: virtualisation (VMX, SVM), MONITOR/MWAIT, XSAVE and AVX (the
 //! kernel switches only the x87/SSE state), x2APIC and performance
-//! counters and the TSC-deadline timer; it adds the hypervisor bit, the
+//! counters, the TSC-deadline timer, and the machine-check architecture
+//! (MCE, MCA: its MSRs are not emulated, and Linux panics when they fault);
+//! it adds the hypervisor bit, the
 //! APIC (emulated, see `vmm::devices::lapic`) and a signature leaf. MSRs
 //! the VMM does not know raise #GP in the guest.
 
@@ -36,6 +38,7 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
             ecx &= !((1 << 5) | (1 << 3) | (1 << 21) | (1 << 24) | (1 << 26) | (1 << 27) | (1 << 28));
             ecx |= 1 << 31;
             edx |= 1 << 9; // the APIC
+            edx &= !((1 << 7) | (1 << 14)); // no MCE, no MCA
             // One logical processor; APIC ID 0.
             ebx &= 0x0000_ffff;
             ebx |= 1 << 16;
