@@ -184,7 +184,7 @@ fn handle(
             if state.registers.rflags & INTERRUPTS_ENABLED == 0 {
                 return Some(End::Killed(String::from("it halted with interrupts off")));
             }
-            wait_for_interrupt(devices, shared);
+            wait_for_interrupt(devices, shared, name);
         }
         ExitKind::Hypercall => {
             let argument = state.registers.rdi;
@@ -259,14 +259,19 @@ fn offer_interrupt(state: &mut VcpuState, devices: &mut Devices) {
 }
 
 /// The guest halted: sleeps until a device raises an interrupt (a timer,
-/// or input arriving for the UART) or the guest is asked to stop.
-fn wait_for_interrupt(devices: &mut Devices, shared: &Shared) {
+/// or input arriving for the UART) or the guest is asked to stop. An idle
+/// guest may be waiting at a prompt, so its unfinished line of output is
+/// shown before it sleeps.
+fn wait_for_interrupt(devices: &mut Devices, shared: &Shared, name: &str) {
     loop {
         let now = clock::now();
         devices.tick(now);
         devices.receive(&mut shared.input.lock());
         if devices.pending_interrupt().is_some() || shared.stop.load(Ordering::Relaxed) {
             return;
+        }
+        if let Some(line) = devices.uart.flush() {
+            println!("{name}: {line}");
         }
         let wait = devices
             .next_deadline()

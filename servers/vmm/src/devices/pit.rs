@@ -6,20 +6,14 @@
 //! count holds, or in modes 1 and 5 a rising edge starts it) and its output
 //! shows in bit 5, which is how Linux calibrates its clocks.
 //!
-//! Channel 0 loses no periods: the VMM sees the clock only between guest
-//! exits, often several periods late, and a guest that counts timer
-//! interrupts (Linux's jiffies, and its calibration of the local APIC
-//! timer against them) would fall behind. [`Pit::poll_interrupt`] reports
-//! the periods one at a time until it has caught up, at most
-//! [`MAX_BACKLOG`] behind.
+//! Channel 0 loses no periods ([`crate::time::pay_one`]):
+//! [`Pit::poll_interrupt`] reports them one at a time until it has caught
+//! up.
 
-use crate::time::Nanoseconds;
+use crate::time::{Nanoseconds, pay_one};
 
 /// The counters' input frequency in Hz.
 const FREQUENCY: u64 = 1_193_182;
-/// The most channel 0 periods owed to the guest; older ones are dropped
-/// (after the guest was not scheduled for long, say).
-pub const MAX_BACKLOG: u64 = 50;
 
 /// How a counter's value is read or written.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -237,7 +231,8 @@ impl Pit {
 
     /// Whether channel 0 owes the guest an interrupt (an edge on line 0):
     /// one per call for each period that ended since it was programmed,
-    /// until it has caught up (at most [`MAX_BACKLOG`] behind).
+    /// until it has caught up (at most
+    /// [`MAX_BACKLOG`](crate::time::MAX_BACKLOG) behind).
     pub fn poll_interrupt(&mut self, now: Nanoseconds) -> bool {
         let counter = &mut self.counters[0];
         if !counter.armed {
@@ -248,11 +243,7 @@ impl Pit {
             0 | 1 => u64::from(periods >= 1),
             _ => periods,
         };
-        if due > counter.reported {
-            counter.reported = counter.reported.max(due.saturating_sub(MAX_BACKLOG)) + 1;
-            return true;
-        }
-        false
+        pay_one(counter.reported, due).map(|paid| counter.reported = paid).is_some()
     }
 
     /// When channel 0 next interrupts, if it will.
@@ -360,7 +351,7 @@ mod tests {
         // Long unseen: at most the backlog is paid.
         let very_late = after(1000 * 1193);
         let paid = (0..2000).filter(|_| pit.poll_interrupt(very_late)).count();
-        assert_eq!(paid as u64, MAX_BACKLOG);
+        assert_eq!(paid as u64, crate::time::MAX_BACKLOG);
     }
 
     #[test]

@@ -188,6 +188,17 @@ impl Uart {
         None
     }
 
+    /// The unfinished line, if there is one: a prompt waiting for input
+    /// shows when the guest goes idle rather than after the next newline.
+    pub fn flush(&mut self) -> Option<String> {
+        if self.line.is_empty() {
+            return None;
+        }
+        let line = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        Some(line)
+    }
+
     fn fifo_enabled(&self) -> bool {
         self.fifo_control & FIFO_ENABLE != 0
     }
@@ -232,6 +243,22 @@ impl Uart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_end_at_newlines_and_a_flush_takes_the_rest() {
+        let mut uart = Uart::default();
+        assert_eq!(uart.flush(), None);
+        for byte in b"hello\r" {
+            assert_eq!(uart.write(0, *byte), None);
+        }
+        assert_eq!(uart.write(0, b'\n').as_deref(), Some("hello"));
+        for byte in b"~ # " {
+            uart.write(0, *byte);
+        }
+        assert_eq!(uart.flush().as_deref(), Some("~ # "));
+        assert_eq!(uart.flush(), None, "taken once");
+        assert_eq!(uart.write(0, b'\n').as_deref(), Some(""), "the next line starts afresh");
+    }
 
     #[test]
     fn the_transmit_interrupt_follows_writes_and_identification() {
