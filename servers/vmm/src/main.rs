@@ -296,7 +296,7 @@ fn read_guest(
         (Err(_), Err(why)) => return Err(bad(why)),
         (Err(error), Ok(None)) => {
             return Err(bad(format!(
-                "neither a Linux bzImage, a 64-bit ELF image ({error:?}) nor a multiboot kernel (no multiboot header in its first 8 KiB)"
+                "neither a 64-bit ELF image ({error:?}), a multiboot kernel (no multiboot header in its first 8 KiB) nor a Linux bzImage (no boot sector with a setup header)"
             )));
         }
         (Err(_), Ok(Some(header))) => {
