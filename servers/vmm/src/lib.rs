@@ -12,9 +12,11 @@
 //!
 //! What a guest finds (RAM layout, device ports and addresses,
 //! hypercalls) is in the `vm-platform` crate, which the test guest shares.
-//! The devices that implement it ([`devices`]) and the multiboot loader's
-//! image checks and boot information ([`multiboot`]) live here, apart from
-//! the machine, so that they build and test on the host.
+//! The devices that implement it ([`devices`]), what the loaders share
+//! ([`boot`]), the multiboot and Linux loaders' image checks and boot
+//! information ([`multiboot`], [`linux`]) and the MP table ([`mptable`])
+//! live here, apart from the machine, so that they build and test on the
+//! host.
 
 #![cfg_attr(not(test), no_std)]
 
@@ -40,18 +42,21 @@ pub struct Vmm;
 pub enum Request {
     /// Starts the guest image at `image` (a path in the filesystem) with
     /// `memory_mib` of RAM and the command line `arguments`. The image is a
-    /// 64-bit ELF guest or a multiboot kernel; `modules` go to a multiboot
-    /// kernel only.
+    /// 64-bit ELF guest, a multiboot kernel or a Linux bzImage; `modules`
+    /// go to a multiboot kernel, or one, without arguments, to a Linux
+    /// kernel as its initrd.
     Start {
         /// The image's path.
         image: String,
         /// Its command line (a 64-bit ELF guest gets it in `rdi`/`rsi`; a
-        /// multiboot kernel gets the image's path, a space and these).
+        /// multiboot kernel gets the image's path, a space and these; a
+        /// Linux kernel gets these, or [`linux::DEFAULT_COMMAND_LINE`] if
+        /// empty, see [`linux::command_line`]).
         arguments: String,
         /// RAM in MiB (1..=[`MAX_MEMORY_MIB`]).
         memory_mib: u32,
         /// Multiboot modules, in order (at most
-        /// [`multiboot::MAX_MODULES`]).
+        /// [`multiboot::MAX_MODULES`]), or a Linux kernel's initrd.
         modules: Vec<BootModule>,
     },
     /// What this instance is doing.
@@ -80,7 +85,8 @@ pub enum Request {
 /// its guest: one 16550 receive FIFO's worth.
 pub const MAX_INPUT: usize = devices::uart::FIFO_BYTES;
 
-/// A multiboot module to load with the kernel.
+/// A module to load with the kernel: a multiboot module, or a Linux
+/// kernel's initrd (without arguments).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootModule {
     /// The file's path.
