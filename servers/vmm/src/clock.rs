@@ -41,10 +41,20 @@ pub fn tsc_khz() -> u64 {
 
 /// Now.
 pub fn now() -> Nanoseconds {
+    at_cycles(cycles())
+}
+
+/// When the time-stamp counter reads (or read) `counter`: the start for a
+/// value before the VMM started measuring, and the end of time for one
+/// too far ahead. A guest's counter is the host's (the kernel enters
+/// guests without a TSC offset), so this also converts the guest's
+/// IA32_TSC_DEADLINE.
+pub fn at_cycles(counter: u64) -> Nanoseconds {
     calibrate();
     let Some(rate) = RATE.get() else {
         return Nanoseconds(0);
     };
-    let elapsed = cycles().wrapping_sub(rate.start_cycles);
-    Nanoseconds((u128::from(elapsed) * 1_000_000 / u128::from(rate.cycles_per_ms)) as u64)
+    let elapsed = counter.saturating_sub(rate.start_cycles);
+    let nanoseconds = u128::from(elapsed) * 1_000_000 / u128::from(rate.cycles_per_ms);
+    Nanoseconds(u64::try_from(nanoseconds).unwrap_or(u64::MAX))
 }

@@ -4,11 +4,11 @@
 //! CPUID passes the host's answers through, minus what the VMM does not
 //! offer: virtualisation (VMX, SVM), MONITOR/MWAIT, XSAVE and AVX (the
 //! kernel switches only the x87/SSE state), x2APIC and performance
-//! counters, the TSC-deadline timer, and the machine-check architecture
-//! (MCE, MCA: its MSRs are not emulated, and Linux panics when they fault);
-//! it adds the hypervisor bit, the
-//! APIC (emulated, see `vmm::devices::lapic`) and a signature leaf. MSRs
-//! the VMM does not know raise #GP in the guest.
+//! counters, and the machine-check architecture (MCE, MCA: its MSRs are
+//! not emulated, and Linux panics when they fault); it adds the hypervisor
+//! bit, the APIC with its TSC-deadline timer (emulated, see
+//! `vmm::devices::lapic`) and a signature leaf. MSRs the VMM does not know
+//! raise #GP in the guest.
 
 use abi::vcpu::{Event, VcpuState, group};
 use vm_platform::CPUID_SIGNATURE;
@@ -33,10 +33,10 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let [eax, mut ebx, mut ecx, mut edx] = [host.eax, host.ebx, host.ecx, host.edx];
     match leaf {
         1 => {
-            // VMX, MONITOR, x2APIC, TSC deadline, XSAVE, OSXSAVE, AVX off;
-            // hypervisor on.
-            ecx &= !((1 << 5) | (1 << 3) | (1 << 21) | (1 << 24) | (1 << 26) | (1 << 27) | (1 << 28));
-            ecx |= 1 << 31;
+            // VMX, MONITOR, x2APIC, XSAVE, OSXSAVE, AVX off; the TSC
+            // deadline timer and hypervisor on.
+            ecx &= !((1 << 5) | (1 << 3) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28));
+            ecx |= (1 << 24) | (1 << 31);
             edx |= 1 << 9; // the APIC
             edx &= !((1 << 7) | (1 << 14)); // no MCE, no MCA
             // One logical processor; APIC ID 0.
@@ -84,6 +84,8 @@ pub fn msr(state: &mut VcpuState, msr: u32, write: bool, lapic: &mut Lapic) -> b
         (0x2ff, true) => {}
         // Platform information, misc enable: plain.
         (0x1a0, false) => read(state, 1),
+        (0x6e0, false) => read(state, lapic.tsc_deadline()),
+        (0x6e0, true) => lapic.set_tsc_deadline(value, crate::clock::at_cycles(value)),
         (0x277, false) => read(state, state.msrs.pat),
         (0x277, true) => {
             state.msrs.pat = value;

@@ -4,8 +4,11 @@
 //! enable), the in-service, trigger-mode and request registers, error
 //! status, the interrupt command register (fixed interrupts to itself; other
 //! kinds are reported to the caller and ignored), the local vector table
-//! and the timer (one-shot and periodic; no TSC deadline, which CPUID does
-//! not offer).
+//! and the timer: one-shot, periodic, and TSC-deadline, armed through
+//! IA32_TSC_DEADLINE (the caller converts the counter's value to the VMM's
+//! clock). With TSC-deadline mode Linux needs no calibration of the timer
+//! against the PIT, which interrupts delivered between exits make
+//! unreliable.
 //!
 //! The VMM plays firmware: the APIC starts software-enabled in
 //! virtual-wire mode, LINT0 taking the 8259A's interrupts as ExtINT and
@@ -47,8 +50,11 @@ mod register {
 const APIC_VERSION: u32 = 0x0005_0014;
 /// An LVT entry's mask bit.
 const MASKED: u32 = 1 << 16;
-/// The timer LVT's periodic-mode bit.
+/// The timer LVT's mode field (bits 17 and 18): one-shot, periodic,
+/// TSC-deadline.
+const TIMER_MODE: u32 = 0b11 << 17;
 const PERIODIC: u32 = 1 << 17;
+const TSC_DEADLINE: u32 = 1 << 18;
 /// SVR: the APIC is software-enabled.
 const SOFTWARE_ENABLE: u32 = 1 << 8;
 /// LVT delivery modes (bits 8..=10).
@@ -70,7 +76,7 @@ mod lvt {
 
 /// Bits of each LVT entry a guest may write.
 const LVT_WRITABLE: [u32; 6] = [
-    0xff | MASKED | PERIODIC,
+    0xff | MASKED | TIMER_MODE,
     0xff | 0x700 | MASKED,
     0xff | 0x700 | MASKED,
     0xff | 0x700 | (1 << 13) | (1 << 15) | MASKED,
@@ -113,6 +119,10 @@ struct Timer {
     start: Nanoseconds,
     /// Periods already delivered (one-shot: at most one).
     fired: u64,
+    /// TSC-deadline mode: the counter value IA32_TSC_DEADLINE holds (0:
+    /// disarmed) and when that is on the VMM's clock.
+    tsc_deadline: u64,
+    deadline: Nanoseconds,
 }
 
 impl Timer {
@@ -236,6 +246,8 @@ impl Lapic {
             COMMAND_LOW => self.command[0],
             COMMAND_HIGH => self.command[1],
             LVT_TIMER..=LVT_ERROR => self.lvt[((offset - LVT_TIMER) >> 4) as usize],
+            INITIAL_COUNT if self.deadline_mode() => 0,
+            CURRENT_COUNT if self.deadline_mode() => 0,
             INITIAL_COUNT => self.timer.initial,
             CURRENT_COUNT => self.timer.current(now, self.periodic()),
             DIVIDE => self.timer.divide_configuration,
@@ -278,8 +290,17 @@ impl Lapic {
             LVT_TIMER..=LVT_ERROR => {
                 let index = ((offset - LVT_TIMER) >> 4) as usize;
                 let forced = if self.software_enabled() { 0 } else { MASKED };
+                let old = self.lvt[index];
                 self.lvt[index] = (value & LVT_WRITABLE[index]) | forced;
+                if index == lvt::TIMER && (old ^ self.lvt[index]) & TIMER_MODE != 0 {
+                    // A change of mode disarms the timer.
+                    self.timer = Timer {
+                        divide_configuration: self.timer.divide_configuration,
+                        ..Timer::default()
+                    };
+                }
             }
+            INITIAL_COUNT if self.deadline_mode() => {}
             INITIAL_COUNT => {
                 self.timer.initial = value;
                 self.timer.start = now;
@@ -294,7 +315,27 @@ impl Lapic {
     }
 
     fn periodic(&self) -> bool {
-        self.lvt[lvt::TIMER] & PERIODIC != 0
+        self.lvt[lvt::TIMER] & TIMER_MODE == PERIODIC
+    }
+
+    fn deadline_mode(&self) -> bool {
+        self.lvt[lvt::TIMER] & TIMER_MODE == TSC_DEADLINE
+    }
+
+    /// IA32_TSC_DEADLINE as the guest reads it: the armed deadline, or 0
+    /// (disarmed, fired, or not in TSC-deadline mode).
+    pub fn tsc_deadline(&self) -> u64 {
+        if self.deadline_mode() { self.timer.tsc_deadline } else { 0 }
+    }
+
+    /// IA32_TSC_DEADLINE written: `tsc` (0 disarms) falls `at` on the
+    /// VMM's clock. Ignored outside TSC-deadline mode, as the hardware
+    /// does.
+    pub fn set_tsc_deadline(&mut self, tsc: u64, at: Nanoseconds) {
+        if self.deadline_mode() {
+            self.timer.tsc_deadline = tsc;
+            self.timer.deadline = at;
+        }
     }
 
     /// Records an error and raises the error LVT's interrupt.
@@ -419,6 +460,13 @@ impl Lapic {
     /// that ended: one per call, until every period has had one
     /// ([`pay_one`]).
     pub fn tick(&mut self, now: Nanoseconds) {
+        if self.deadline_mode() {
+            if self.timer.tsc_deadline != 0 && now >= self.timer.deadline {
+                self.timer.tsc_deadline = 0;
+                self.local_interrupt(lvt::TIMER);
+            }
+            return;
+        }
         if self.timer.initial == 0 {
             return;
         }
@@ -432,6 +480,9 @@ impl Lapic {
 
     /// When the timer next expires, if it is counting.
     pub fn next_deadline(&self) -> Option<Nanoseconds> {
+        if self.deadline_mode() {
+            return (self.timer.tsc_deadline != 0).then_some(self.timer.deadline);
+        }
         if self.timer.initial == 0 || (!self.periodic() && self.timer.fired >= 1) {
             return None;
         }
@@ -516,6 +567,39 @@ mod tests {
         }
         assert_eq!(taken, 5);
         assert_eq!(lapic.next_deadline(), Some(at(period * 6)));
+    }
+
+    #[test]
+    fn the_tsc_deadline_timer_fires_once_at_its_deadline() {
+        let mut lapic = Lapic::default();
+        lapic.set_tsc_deadline(1000, at(10));
+        assert_eq!(lapic.tsc_deadline(), 0, "ignored outside TSC-deadline mode");
+        lapic.write(register::LVT_TIMER, u32::from(TIMER_VECTOR) | TSC_DEADLINE, at(0));
+        assert_eq!(lapic.read(register::LVT_TIMER, at(0)), u32::from(TIMER_VECTOR) | TSC_DEADLINE);
+        lapic.write(register::INITIAL_COUNT, 500, at(0));
+        assert_eq!(lapic.read(register::INITIAL_COUNT, at(0)), 0, "the count registers are unused");
+        assert_eq!(lapic.next_deadline(), None);
+        lapic.set_tsc_deadline(5000, at(2000));
+        assert_eq!((lapic.tsc_deadline(), lapic.next_deadline()), (5000, Some(at(2000))));
+        lapic.tick(at(1999));
+        assert_eq!(lapic.pending_vector(), None);
+        lapic.tick(at(2000));
+        assert_eq!(lapic.pending_vector(), Some(TIMER_VECTOR));
+        assert_eq!((lapic.tsc_deadline(), lapic.next_deadline()), (0, None), "fired: disarmed");
+        lapic.acknowledge(TIMER_VECTOR);
+        lapic.write(register::END_OF_INTERRUPT, 0, at(2000));
+        lapic.tick(at(9000));
+        assert_eq!(lapic.pending_vector(), None, "once");
+        // Writing 0 disarms; changing the mode disarms too.
+        lapic.set_tsc_deadline(7000, at(3000));
+        lapic.set_tsc_deadline(0, at(0));
+        lapic.tick(at(9000));
+        assert_eq!(lapic.pending_vector(), None);
+        lapic.set_tsc_deadline(7000, at(3000));
+        lapic.write(register::LVT_TIMER, u32::from(TIMER_VECTOR), at(0));
+        lapic.write(register::LVT_TIMER, u32::from(TIMER_VECTOR) | TSC_DEADLINE, at(0));
+        lapic.tick(at(9000));
+        assert_eq!(lapic.pending_vector(), None);
     }
 
     #[test]
