@@ -261,7 +261,7 @@ fn offer_interrupt(state: &mut VcpuState, devices: &mut Devices) {
 /// The guest halted: sleeps until a device raises an interrupt (a timer,
 /// or input arriving for the UART) or the guest is asked to stop. An idle
 /// guest may be waiting at a prompt, so its unfinished line of output is
-/// shown before it sleeps.
+/// shown once COM1 has been quiet a while.
 fn wait_for_interrupt(devices: &mut Devices, shared: &Shared, name: &str) {
     loop {
         let now = clock::now();
@@ -270,7 +270,7 @@ fn wait_for_interrupt(devices: &mut Devices, shared: &Shared, name: &str) {
         if devices.pending_interrupt().is_some() || shared.stop.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(line) = devices.uart.flush() {
+        if let Some(line) = devices.unfinished_line(now) {
             println!("{name}: {line}");
         }
         let wait = devices

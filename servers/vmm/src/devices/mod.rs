@@ -27,6 +27,8 @@ use rtc::Rtc;
 use uart::Uart;
 use vm_platform::{COM1, COM1_INTERRUPT, EXIT_PORT, IO_APIC, IO_APIC_PIT_PIN, LOCAL_APIC, TEST_DEVICE};
 
+/// How long COM1 must be quiet before its unfinished line is shown.
+pub const QUIET: Nanoseconds = Nanoseconds(200_000_000);
 /// The size of each device's MMIO page.
 const PAGE: u64 = 4096;
 /// The system control port: bit 1 shows the A20 gate, always open here.
@@ -81,6 +83,8 @@ pub struct Devices {
     pub rtc: Rtc,
     /// The test device's register.
     test_register: u32,
+    /// When the guest last wrote to COM1.
+    com1_written: Nanoseconds,
 }
 
 impl Devices {
@@ -94,6 +98,7 @@ impl Devices {
             ioapic: IoApic::default(),
             rtc: Rtc::new(ram_bytes),
             test_register: 0,
+            com1_written: Nanoseconds(0),
         }
     }
 
@@ -123,6 +128,7 @@ impl Devices {
             _ if Pit::handles(port) => self.pit.write(port, byte, now),
             _ if Rtc::handles(port) => self.rtc.write(port, byte, now),
             COM1..=0x3ff => {
+                self.com1_written = now;
                 let line = self.uart.write(port - COM1, byte);
                 self.update_uart_line();
                 if let Some(line) = line {
@@ -211,6 +217,16 @@ impl Devices {
             self.uart.receive(byte);
         }
         self.update_uart_line();
+    }
+
+    /// COM1's unfinished line of output, once the guest has left COM1
+    /// alone for [`QUIET`]: a prompt waiting for input. Output in a burst
+    /// (echoed input, a line written a byte at a time) stays whole.
+    pub fn unfinished_line(&mut self, now: Nanoseconds) -> Option<String> {
+        if now.0.saturating_sub(self.com1_written.0) < QUIET.0 {
+            return None;
+        }
+        self.uart.flush()
     }
 
     /// Drives ISA interrupt 4 from the UART's output.
@@ -330,6 +346,19 @@ mod tests {
         assert_eq!(devices.pending_interrupt(), Some(Interrupt::Local(0x44)), "a new edge");
         assert_eq!(devices.port_read(COM1 + 5, 1, NOW), 0x61);
         assert_eq!(devices.port_read(COM1, 1, NOW), u32::from(b'i'));
+    }
+
+    #[test]
+    fn an_unfinished_line_shows_once_com1_is_quiet() {
+        let mut devices = Devices::new(4 << 20);
+        for (index, byte) in b"~ # ".iter().enumerate() {
+            let now = Nanoseconds(index as u64 * 1_000_000);
+            assert_eq!(devices.port_write(COM1, u32::from(*byte), now), Effect::None);
+        }
+        assert_eq!(devices.unfinished_line(Nanoseconds(100_000_000)), None, "not quiet yet");
+        let quiet = Nanoseconds(3_000_000 + QUIET.0);
+        assert_eq!(devices.unfinished_line(quiet).as_deref(), Some("~ # "));
+        assert_eq!(devices.unfinished_line(quiet), None, "shown once");
     }
 
     #[test]

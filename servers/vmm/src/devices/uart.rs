@@ -188,8 +188,8 @@ impl Uart {
         None
     }
 
-    /// The unfinished line, if there is one: a prompt waiting for input
-    /// shows when the guest goes idle rather than after the next newline.
+    /// Takes the unfinished line, if there is one (see
+    /// [`Devices::unfinished_line`](super::Devices::unfinished_line)).
     pub fn flush(&mut self) -> Option<String> {
         if self.line.is_empty() {
             return None;
