@@ -84,6 +84,9 @@ pub fn msr(state: &mut VcpuState, msr: u32, write: bool, lapic: &mut Lapic) -> b
         (0x2ff, true) => {}
         // Platform information, misc enable: plain.
         (0x1a0, false) => read(state, 1),
+        // The K8 interrupt-pending message: C1E never active (Linux reads it
+        // on family 0xF CPUs, as QEMU's qemu64 says it is).
+        (0xc001_0055, false) => read(state, 0),
         (0x6e0, false) => read(state, lapic.tsc_deadline()),
         (0x6e0, true) => lapic.set_tsc_deadline(value, crate::clock::at_cycles(value)),
         (0x277, false) => read(state, state.msrs.pat),
