@@ -243,7 +243,9 @@ impl Pit {
             0 | 1 => u64::from(periods >= 1),
             _ => periods,
         };
-        pay_one(counter.reported, due).map(|paid| counter.reported = paid).is_some()
+        pay_one(counter.reported, due)
+            .map(|paid| counter.reported = paid)
+            .is_some()
     }
 
     /// When channel 0 next interrupts, if it will.
