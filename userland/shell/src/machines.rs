@@ -12,10 +12,12 @@ use vmm::{BootModule, MAX_INPUT, Refusal, Reply, Request, Vmm};
 
 /// The commands this module runs, for the help text.
 pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS]
-             boots a guest image (64-bit ELF or multiboot) from the
-             filesystem on an idle VMM instance, with MIB of RAM (16) and
-             command line ARGS; each --module gives a multiboot kernel a
-             module, its command line PATH and the ARGs, commas for spaces
+             boots a guest image (64-bit ELF, multiboot or Linux
+             bzImage) from the filesystem on an idle VMM instance, with
+             MIB of RAM (16) and command line ARGS; each --module gives a
+             multiboot kernel a module, its command line PATH and the
+             ARGs, commas for spaces; a Linux kernel's one module is its
+             initrd
   vm list    the VMM instances, their guests and exits per second
   vm stop ID stops the guest of instance ID (vm0, vm1, ...)
   vm console ID
