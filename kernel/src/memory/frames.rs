@@ -194,12 +194,21 @@ pub fn free_frames() -> u64 {
     FRAMES.lock().as_ref().map_or(0, FrameAllocator::free_frames)
 }
 
-/// Hands zeroed frames to the `x86_64` crate's page-table code.
-pub struct KernelFrames;
+/// Hands zeroed frames to the `x86_64` crate's page-table code and counts
+/// them, so a mapping can be charged for exactly the tables it added.
+/// (The free count before and after would not do: an allocation may first
+/// release frames whose quarantine is over.)
+#[derive(Default)]
+pub struct KernelFrames {
+    /// Frames handed out so far.
+    pub allocated: u64,
+}
 
 // SAFETY: every frame returned comes from the allocator, unused and zeroed.
 unsafe impl paging::FrameAllocator<Size4KiB> for KernelFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        allocate_zeroed()
+        let frame = allocate_zeroed()?;
+        self.allocated += 1;
+        Some(frame)
     }
 }

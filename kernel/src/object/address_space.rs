@@ -8,13 +8,13 @@
 
 use super::memory::{PAGE_TABLE_COST, Pools};
 use crate::arch::paging;
-use crate::memory::frames;
+use crate::memory::frames::{self, KernelFrames};
 use crate::memory::layout::USER_END;
 use crate::memory::{frame_bytes, physical_to_virtual};
 use alloc::collections::BTreeMap;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::mapper::MapToError;
-use x86_64::structures::paging::{FrameAllocator, Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB};
+use x86_64::structures::paging::{Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB};
 use x86_64::{PhysAddr, VirtAddr};
 
 /// Why a mapping failed.
@@ -130,12 +130,12 @@ impl AddressSpace {
         }
         let flags = flags | PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
         let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
-        let mut new_tables = CountedFrames(0);
+        let mut new_tables = KernelFrames::default();
         // SAFETY: this address space owns its root; the frame is the
         // caller's to map; the page is unmapped (checked above).
         let result =
             unsafe { paging::table(self.root).map_to_with_table_flags(page, frame, flags, parents, &mut new_tables) };
-        let tables = new_tables.0 * PAGE_TABLE_COST;
+        let tables = new_tables.allocated * PAGE_TABLE_COST;
         self.charged += tables;
         if self.pool.is_some() {
             pools.refund(self.pool, worst - tables);
@@ -334,21 +334,6 @@ impl Drop for AddressSpace {
         // through this root.
         unsafe { free_tables(self.root, 4, 0..256) };
         frames::free(self.root);
-    }
-}
-
-/// Hands the page-table code zeroed frames and counts them, so a mapping
-/// is charged for exactly the tables it added. (Counting free frames
-/// before and after would not do: an allocation may first release frames
-/// whose quarantine is over.)
-struct CountedFrames(u64);
-
-// SAFETY: every frame returned comes from the allocator, unused and zeroed.
-unsafe impl FrameAllocator<Size4KiB> for CountedFrames {
-    fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        let frame = frames::allocate_zeroed()?;
-        self.0 += 1;
-        Some(frame)
     }
 }
 

@@ -60,7 +60,7 @@ pub fn map_kernel_region(start: VirtAddr, size: u64, flags: PageTableFlags) -> R
         let frame = frames::allocate_zeroed().ok_or(MapToError::FrameAllocationFailed)?;
         // SAFETY: the frame is fresh and the page is in a kernel region that
         // nothing else maps.
-        unsafe { kernel.map_to(page, frame, flags, &mut KernelFrames) }?.flush();
+        unsafe { kernel.map_to(page, frame, flags, &mut KernelFrames::default()) }?.flush();
     }
     Ok(())
 }
@@ -89,7 +89,7 @@ pub fn map_device(physical: PhysAddr, size: u64) -> VirtAddr {
         let frame = PhysFrame::containing_address(physical + index * 4096);
         // SAFETY: device frames are not RAM the allocator hands out, and the
         // page is fresh in the MMIO region.
-        unsafe { kernel.map_to(page, frame, flags, &mut KernelFrames) }
+        unsafe { kernel.map_to(page, frame, flags, &mut KernelFrames::default()) }
             .expect("mapping device registers")
             .flush();
     }
