@@ -66,6 +66,20 @@ impl IrqTable {
         self.bound.get(usize::from(line)).copied().flatten()
     }
 
+    /// Forgets the bindings to `notification`, which is being destroyed:
+    /// its last capability went, the binding's copy included (a revoke of
+    /// an ancestor takes that copy too). Each such line stays masked until
+    /// it is bound again, so an interrupt never signals a later
+    /// notification that reuses the id.
+    pub fn forget_notification(&mut self, notification: NotificationId) {
+        for (line, entry) in (0u8..).zip(self.bound.iter_mut()) {
+            if entry.is_some_and(|(bound, _)| bound == notification) {
+                *entry = None;
+                apic::set_line_masked(line, true);
+            }
+        }
+    }
+
     /// Masks the line and drops its binding; returns what that releases.
     pub fn release(&mut self, capabilities: &mut CapabilityTable<ObjectRef>, line: u8) -> Vec<ObjectRef> {
         apic::set_line_masked(line, true);

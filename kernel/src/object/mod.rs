@@ -202,6 +202,7 @@ impl Objects {
                     self.deliver_peer_died();
                 }
                 ObjectRef::Notification(notification) => {
+                    self.irqs.forget_notification(notification);
                     self.ipc.remove_notification(notification);
                     if let Some(pool) = self.notifications.remove(notification.0) {
                         self.pools.refund(Some(pool), memory::NOTIFICATION_COST);

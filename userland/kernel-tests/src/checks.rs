@@ -1104,6 +1104,20 @@ fn interrupts() -> Check {
         ensure(word == 1 << RTC_LINE, &format!("round {round}: word {word:#x}"))?;
         ok(irq.acknowledge(), "acknowledge")?;
     }
+    // The notification goes while bound (as when a driver's pool is
+    // revoked): the line is unbound, and a notification that gets the
+    // same id later hears nothing of it.
+    ok(capability::revoke(Destination::own(notification.0)), "revoke the notification's copies")?;
+    ok(capability::delete(Destination::own(notification.0)), "delete the notification")?;
+    let later = ok(MEMORY.create_notification(fresh()), "a later notification")?;
+    ok(ports.write(0x70, 1, 0x0c), "select C")?;
+    ok(ports.read(0x71, 1), "read C")?;
+    for _ in 0..3 {
+        runtime::syscall::sleep_ms(10);
+    }
+    let heard = ok(later.poll(), "poll the later notification")?;
+    ensure(heard == 0, &format!("a destroyed binding signalled a later notification: {heard:#x}"))?;
+    expect_error(irq.acknowledge(), ErrorKind::InvalidState, Some(0))?;
     ok(ports.write(0x70, 1, 0x8b), "select B")?;
     ok(ports.write(0x71, 1, b & !0x40), "disable periodic")?;
     ok(ports.write(0x70, 1, 0x0c), "select C")?;
