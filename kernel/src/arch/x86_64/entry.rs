@@ -112,6 +112,13 @@ global_asm!(
     ".endr",
     "",
     "trap_common:",
+    // Interrupt gates clear IF but not DF, and Rust code assumes DF is
+    // clear: a thread interrupted inside a backward copy (memmove's
+    // `std; rep movs`) would have the kernel's own copies and fills run
+    // backwards, over whatever lies below their buffers. Its RFLAGS, DF
+    // included, is already saved in the frame; SYSCALL clears DF through
+    // SFMASK.
+    "cld",
     // Came from ring 3? (CS of the interrupted context sits above the vector,
     // the error code and RIP.)
     "testb $3, 24(%rsp)",
