@@ -158,21 +158,27 @@ impl Slabs {
         // SAFETY: per the contract the block lies in a slab, which starts
         // with its header at the page boundary below it.
         let slab = unsafe { NonNull::new_unchecked(page.cast::<Header>()) };
-        // SAFETY: the slab is live (one of its blocks was in use) and owned
-        // by this structure.
-        let header = unsafe { &mut *slab.as_ptr() };
-        let was_full = header.used == capacity(size);
-        let freed = block.cast::<FreeBlock>();
-        // SAFETY: the block is free now and at least 16 bytes, aligned to
-        // 16: room for the link.
-        unsafe { freed.write(FreeBlock { next: header.free }) };
-        header.free = Some(freed);
-        header.used -= 1;
+        let (was_full, empty) = {
+            // SAFETY: the slab is live (one of its blocks was in use) and
+            // owned by this structure; the reference ends in this block,
+            // before the list operations below touch the header.
+            let header = unsafe { &mut *slab.as_ptr() };
+            let was_full = header.used == capacity(size);
+            let freed = block.cast::<FreeBlock>();
+            // SAFETY: the block is free now and at least 16 bytes, aligned
+            // to 16: room for the link.
+            unsafe { freed.write(FreeBlock { next: header.free }) };
+            header.free = Some(freed);
+            header.used -= 1;
+            (was_full, header.used == 0)
+        };
         if was_full {
             self.link(class, slab);
         }
-        let only = self.available.get(class).copied().flatten() == Some(slab) && header.next.is_none();
-        if header.used == 0 && !only {
+        let head = self.available.get(class).copied().flatten();
+        // SAFETY: as above; nothing else refers to the header now.
+        let alone = head == Some(slab) && unsafe { (*slab.as_ptr()).next }.is_none();
+        if empty && !alone {
             self.unlink(class, slab);
             self.pages -= 1;
             // SAFETY: the slab came from `pages` (the contract), and none of
