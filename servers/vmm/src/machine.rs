@@ -33,7 +33,8 @@ const CHUNK: usize = fs::MAX_TRANSFER;
 pub type ReadFile<'a> = dyn FnMut(usize, u64, &mut [u8]) -> Result<(), String> + 'a;
 
 /// A VM: RAM, one vcpu, its state page. Dropping it destroys them all
-/// (destroying a RAM frame unmaps it from the guest and from here too).
+/// (the RAM frames go with the CSpace that keeps them, which unmaps them
+/// here too).
 pub struct Machine {
     /// The vcpu.
     pub vcpu: Vcpu,
@@ -59,14 +60,7 @@ impl Drop for Made {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        let _ = capability::delete(Destination::own(self.vcpu.0));
-        // The frames one syscall each: deleting their CSpace whole would
-        // keep the kernel busy, with interrupts off, for seconds.
-        let pages = (self.ram.len() / 4096) as u64;
-        for page in 1..=pages {
-            let _ = capability::delete(Destination::in_cspace(self.frames, page));
-        }
-        for slot in [self.memory.0, self.frames.0, self.page_frame.0] {
+        for slot in [self.vcpu.0, self.memory.0, self.frames.0, self.page_frame.0] {
             let _ = capability::delete(Destination::own(slot));
         }
     }
