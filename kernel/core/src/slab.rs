@@ -7,9 +7,9 @@
 //! size up to [`MAX_BLOCK`] bytes has its own slabs, one page each, and
 //! a block comes from and goes back to its slab in O(1).
 //!
-//! A slab starts with a header: the block size, how many blocks are in
-//! use, its own list of free blocks, and its place in its class's list of
-//! slabs with a free block. A block's slab is found by rounding its
+//! A slab starts with a header: how many of its blocks are in use, its
+//! own list of free blocks, and its place in its class's list of slabs
+//! with a free block. A block's slab is found by rounding its
 //! address down to the page. A slab whose blocks are all free goes back
 //! to the [`Pages`] it came from, unless it is the only slab its class
 //! has left (so one block allocated and freed in a loop does not take
@@ -29,8 +29,8 @@ pub const MAX_BLOCK: usize = 1024;
 /// The largest alignment a slab block is guaranteed.
 pub const MAX_ALIGN: usize = 16;
 
-/// Block sizes: multiples of [`MAX_ALIGN`], about 1.5 apart, so a block
-/// wastes at most a third of itself.
+/// Block sizes: multiples of [`MAX_ALIGN`], from 32 on about 1.5 apart,
+/// so a block above 32 bytes wastes at most a third of itself.
 const CLASSES: [usize; 12] = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024];
 
 /// Bytes at the start of each slab for its [`Header`], rounded up so the
