@@ -73,6 +73,59 @@ pub fn create(path: &Path, mib: u64, filesystem_mib: u64, contents: Option<&Path
     Ok(())
 }
 
+/// Where `cargo xtask guest-linux` writes the Linux guest.
+pub fn linux_guest_directory() -> PathBuf {
+    crate::workspace_root().join("target/guest-linux")
+}
+
+/// The Linux guest's files as a data disk holds them, each with the file in
+/// [`linux_guest_directory`] it is a copy of: the paths the shell's
+/// `vm start linux` boots.
+pub fn linux_guest_files() -> [(&'static str, PathBuf); 2] {
+    let directory = linux_guest_directory();
+    [
+        ("vmlinuz", directory.join("vmlinuz")),
+        ("initrd.img", directory.join("initramfs.cpio")),
+    ]
+}
+
+/// Fills the directory `into` (emptied first) with a copy of the tree
+/// `base` and the `extra` files, each a path relative to the disk's root
+/// and the host file to copy: what [`create`] then puts on a disk.
+///
+/// # Errors
+/// [`Error::Io`] if a file cannot be read or written.
+pub fn assemble(base: &Path, extra: &[(&str, PathBuf)], into: &Path) -> Result<(), Error> {
+    match std::fs::remove_dir_all(into) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(Error::Io(into.to_path_buf(), error)),
+        _ => {}
+    }
+    copy_tree(base, into)?;
+    for (path, from) in extra {
+        let file = into.join(path);
+        if let Some(directory) = file.parent() {
+            std::fs::create_dir_all(directory).map_err(|error| Error::Io(directory.to_path_buf(), error))?;
+        }
+        std::fs::copy(from, &file).map_err(|error| Error::Io(from.clone(), error))?;
+    }
+    Ok(())
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(to).map_err(|error| Error::Io(to.to_path_buf(), error))?;
+    let entries = std::fs::read_dir(from).map_err(|error| Error::Io(from.to_path_buf(), error))?;
+    for entry in entries.flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|error| Error::Io(target.clone(), error))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `e2fsck -fn` on the image: returns whether it is clean, and what
 /// e2fsck printed.
 ///

@@ -338,39 +338,17 @@ pub fn guest_disk(name: &str, mib: u64, options: &BuildOptions) -> PathBuf {
 }
 
 /// [`guest_disk`] with `extra` files besides the guest images: each a path
-/// relative to the disk's root and its contents.
+/// relative to the disk's root and the host file to copy there.
 ///
 /// # Panics
-/// If a file cannot be written or the disk cannot be made.
-pub fn guest_disk_with(name: &str, mib: u64, options: &BuildOptions, extra: &[(&str, Vec<u8>)]) -> PathBuf {
+/// If a file cannot be copied or the disk cannot be made.
+pub fn guest_disk_with(name: &str, mib: u64, options: &BuildOptions, extra: &[(&str, PathBuf)]) -> PathBuf {
     let root = image_builder::workspace_root();
     let contents = root.join(format!("target/disks/test-{name}-contents"));
-    let _ = std::fs::remove_dir_all(&contents);
-    copy_tree(&images(options).disk_contents, &contents);
-    for (path, bytes) in extra {
-        let file = contents.join(path);
-        if let Some(directory) = file.parent() {
-            std::fs::create_dir_all(directory).unwrap_or_else(|error| panic!("{}: {error}", directory.display()));
-        }
-        std::fs::write(&file, bytes).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
-    }
+    data_disk::assemble(&images(options).disk_contents, extra, &contents).unwrap_or_else(|error| panic!("{error}"));
     let path = root.join(format!("target/disks/test-{name}.img"));
     data_disk::create(&path, mib, mib, Some(&contents)).unwrap_or_else(|error| panic!("{error}"));
     path
-}
-
-/// Copies the directory tree `from` to `to`.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|error| panic!("{}: {error}", to.display()));
-    let entries = std::fs::read_dir(from).unwrap_or_else(|error| panic!("{}: {error}", from.display()));
-    for entry in entries.flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|error| panic!("{}: {error}", target.display()));
-        }
-    }
 }
 
 /// Asserts that the host's `e2fsck -fn` finds `disk` clean.

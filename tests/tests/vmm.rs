@@ -190,7 +190,12 @@ fn a_multiboot_kernel_boots_with_modules_and_bad_images_are_refused() {
         .find(|&offset| bad_checksum[offset..offset + 4] == magic)
         .expect("a multiboot header");
     bad_checksum[header + 8] ^= 1;
-    let disk = guest_disk_with("vmm-multiboot", 32, &options, &[("guests/bad-checksum", bad_checksum)]);
+    let disks = image_builder::workspace_root().join("target/disks");
+    let bad_path = disks.join("bad-checksum");
+    std::fs::create_dir_all(&disks)
+        .and_then(|()| std::fs::write(&bad_path, bad_checksum))
+        .expect("target/disks is writable");
+    let disk = guest_disk_with("vmm-multiboot", 32, &options, &[("guests/bad-checksum", bad_path)]);
     let (mut machine, disk) = boot_with_disk(disk);
     machine.type_text("write /module.txt hello-module\n");
     let refused = [

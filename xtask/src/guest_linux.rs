@@ -11,7 +11,6 @@
 //! `target/guest-linux/packages/`; delete those to fetch current ones.
 
 use crate::cpio::Archive;
-use image_builder::workspace_root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -29,7 +28,7 @@ const MODULES: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_blk", "virtio_co
 /// Downloads what is missing, then writes the kernel and the initramfs.
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
-    let output = workspace_root().join("target/guest-linux");
+    let output = image_builder::data_disk::linux_guest_directory();
     let debs = output.join("debs");
     create_directory(&debs)?;
 

@@ -19,7 +19,7 @@ use abi::debug_exit::Outcome;
 use image_builder::data_disk;
 use image_builder::qemu::{self, Firmware};
 use image_builder::{BuildOptions, workspace_root};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
@@ -129,8 +129,8 @@ fn run(build: &BuildOptions, firmware: Firmware, disk: Option<&Path>, gdb: bool)
     qemu::check_tools(firmware).map_err(|error| error.to_string())?;
     data_disk::check_tools().map_err(|error| error.to_string())?;
     let images = image_builder::build(build).map_err(|error| error.to_string())?;
-    // A new disk starts with the guest images under /guests.
-    let contents = Some(images.disk_contents.as_path());
+    let contents = disk_contents(&images)?;
+    let contents = Some(contents.as_path());
     let scratch = workspace_root().join("target/disks/scratch.img");
     let disk = match disk {
         Some(path) if path.exists() => path,
@@ -177,6 +177,19 @@ fn run(build: &BuildOptions, firmware: Firmware, disk: Option<&Path>, gdb: bool)
             ExitCode::from(3)
         }
     })
+}
+
+/// What a new disk starts with: the guest images under /guests, and the
+/// Linux guest as /vmlinuz and /initrd.img once `cargo xtask guest-linux`
+/// has made it.
+fn disk_contents(images: &image_builder::Images) -> Result<PathBuf, String> {
+    let linux = data_disk::linux_guest_files();
+    if !linux.iter().all(|(_, file)| file.is_file()) {
+        return Ok(images.disk_contents.clone());
+    }
+    let contents = workspace_root().join("target/disks/run-contents");
+    data_disk::assemble(&images.disk_contents, &linux, &contents).map_err(|error| error.to_string())?;
+    Ok(contents)
 }
 
 fn test() -> Result<ExitCode, String> {

@@ -16,6 +16,7 @@ pub mod ipc;
 pub mod quarantine;
 pub mod queues;
 pub mod scheduler;
+pub mod slab;
 
 pub mod capability_table;
 

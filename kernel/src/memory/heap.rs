@@ -1,27 +1,61 @@
-//! The kernel heap: a region of the kernel half that starts with a few
-//! megabytes and grows, a chunk at a time, when an allocation does not fit.
+//! The kernel heap: small blocks from slabs, larger ones from a region of
+//! the kernel half that starts with a few megabytes and grows, a chunk at
+//! a time, when an allocation does not fit.
 //!
-//! Growth takes frames from the same allocator as everything else. What
+//! Most kernel allocations are small records (a frame's mappings, tree
+//! nodes), made and freed by the ten thousand; `kernel_core::slab` serves
+//! them in constant time, from whole frames reached through the map of all
+//! physical memory, which go back to the frame allocator once empty. The
+//! region's first-fit list allocator, whose release walks its free list,
+//! only sees the few large blocks (arrays of objects and slots).
+//!
+//! Both take frames from the same allocator as everything else. What
 //! user processes make is charged to their pools at more than its heap
 //! cost, and the pools together are promised less than all of memory, so
 //! the heap finds frames when it needs them.
 
-use super::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START};
+use super::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START, PHYSICAL_MAP};
+use super::{frames, physical_to_virtual};
 use crate::arch::paging;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
+use kernel_core::slab::{self, Slabs};
 use linked_list_allocator::Heap;
 use spin::Mutex;
-use x86_64::VirtAddr;
-use x86_64::structures::paging::PageTableFlags;
+use x86_64::structures::paging::{PageTableFlags, PhysFrame};
+use x86_64::{PhysAddr, VirtAddr};
 
 /// How much the heap grows at least, each time it must.
 const GROWTH: u64 = 256 << 10;
 
-struct GrowingHeap(Mutex<Heap>);
+struct GrowingHeap {
+    small: Mutex<Slabs>,
+    large: Mutex<Heap>,
+}
 
 #[global_allocator]
-static HEAP: GrowingHeap = GrowingHeap(Mutex::new(Heap::empty()));
+static HEAP: GrowingHeap = GrowingHeap {
+    small: Mutex::new(Slabs::new()),
+    large: Mutex::new(Heap::empty()),
+};
+
+/// Slabs are whole frames, used through the map of all physical memory.
+struct SlabFrames;
+
+// SAFETY: each page is a frame the frame allocator just handed out (so
+// nothing else uses it), seen through the direct map, where it is
+// page-aligned; it goes back to the allocator when freed.
+unsafe impl slab::Pages for SlabFrames {
+    fn allocate(&mut self) -> Option<NonNull<u8>> {
+        let frame = frames::allocate_zeroed()?;
+        NonNull::new(physical_to_virtual(frame.start_address().as_u64()).as_mut_ptr())
+    }
+
+    unsafe fn free(&mut self, page: NonNull<u8>) {
+        let physical = page.as_ptr() as u64 - PHYSICAL_MAP;
+        frames::free(PhysFrame::containing_address(PhysAddr::new(physical)));
+    }
+}
 
 fn heap_flags() -> PageTableFlags {
     PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE
@@ -40,7 +74,7 @@ pub fn init() {
         .expect("no memory for the kernel heap");
     // SAFETY: the region was just mapped, is used for nothing else, and
     // `init` runs once.
-    unsafe { HEAP.0.lock().init(HEAP_START as *mut u8, HEAP_INITIAL_SIZE as usize) };
+    unsafe { HEAP.large.lock().init(HEAP_START as *mut u8, HEAP_INITIAL_SIZE as usize) };
 }
 
 impl GrowingHeap {
@@ -61,11 +95,20 @@ impl GrowingHeap {
     }
 }
 
-// SAFETY: allocation and release go to `linked_list_allocator::Heap` under
-// a lock; growth only adds freshly mapped memory at the top.
+// SAFETY: a layout always goes to the same side, chosen by
+// `Slabs::serves`: small blocks to the slabs, others to
+// `linked_list_allocator::Heap`, each under its lock; heap growth only adds
+// freshly mapped memory at the top.
 unsafe impl GlobalAlloc for GrowingHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let mut heap = self.0.lock();
+        if Slabs::serves(layout) {
+            return self
+                .small
+                .lock()
+                .allocate(layout, &mut SlabFrames)
+                .map_or(core::ptr::null_mut(), NonNull::as_ptr);
+        }
+        let mut heap = self.large.lock();
         if let Ok(block) = heap.allocate_first_fit(layout) {
             return block.as_ptr();
         }
@@ -79,10 +122,15 @@ unsafe impl GlobalAlloc for GrowingHeap {
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        if let Some(block) = NonNull::new(pointer) {
+        let Some(block) = NonNull::new(pointer) else { return };
+        if Slabs::serves(layout) {
+            // SAFETY: the caller returns a block `alloc` took from the slabs
+            // for this layout, whose pages came from `SlabFrames`.
+            unsafe { self.small.lock().free(block, layout, &mut SlabFrames) };
+        } else {
             // SAFETY: the caller returns a block this allocator handed out
             // with this layout.
-            unsafe { self.0.lock().deallocate(block, layout) };
+            unsafe { self.large.lock().deallocate(block, layout) };
         }
     }
 }

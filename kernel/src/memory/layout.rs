@@ -4,7 +4,7 @@
 //! | start                   | what                                        |
 //! | ----------------------- | ------------------------------------------- |
 //! | `0xffff_8000_0000_0000` | all physical memory, mapped by the loader   |
-//! | `0xffff_a000_0000_0000` | kernel heap (grows on demand, up to 1 GiB)  |
+//! | `0xffff_a000_0000_0000` | kernel heap, large blocks (grows, to 1 GiB) |
 //! | `0xffff_a800_0000_0000` | kernel stacks, each above an unmapped guard |
 //! | `0xffff_b000_0000_0000` | device registers (LAPIC, IOAPIC), uncached  |
 //! | `0xffff_c000_0000_0000` | the loader's choice: kernel image, boot info, ramdisk |

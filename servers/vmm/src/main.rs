@@ -387,7 +387,7 @@ fn guest_thread(slots: &'static Slots, name: &str) -> Result<Bells, abi::Error> 
             let (end, machine) = boot(slots, &instance, &guest, buffer, &mut files);
             println!("vmm: {instance}: guest {} {end}", guest.image);
             // Its end is news at once; giving a large guest's RAM back takes
-            // the kernel a while (about 3 ms a page under emulation), and
+            // the kernel a while (seconds for 128 MiB under emulation), and
             // the instance stays busy until it is done.
             let releasing = clock::now();
             drop(machine);

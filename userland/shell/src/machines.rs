@@ -18,6 +18,9 @@ pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [A
              multiboot kernel a module, its command line PATH and the
              ARGs, commas for spaces; a Linux kernel's one module is its
              initrd
+  vm start linux
+             boots the Linux guest (/vmlinuz with /initrd.img, 128 MiB)
+             and attaches the console to it, as vm console does
   vm list    the VMM instances, their guests and exits per second
   vm stop ID stops the guest of instance ID (vm0, vm1, ...)
   vm console ID
@@ -39,6 +42,13 @@ const MAX_HELD: usize = 256;
 const INSTANCES: [&str; 2] = ["vm0", "vm1"];
 /// RAM a guest gets unless the command says otherwise.
 const DEFAULT_MIB: u32 = 16;
+
+/// Where `vm start linux` finds the Linux guest's kernel and initrd.
+const LINUX_KERNEL: &str = "/vmlinuz";
+const LINUX_INITRD: &str = "/initrd.img";
+/// RAM `vm start linux` gives: Debian's kernel needs 80 MiB to unpack
+/// itself at 16 MiB, and some room beside it to run.
+const LINUX_MIB: u32 = 128;
 
 /// The VMM instances, each looked up on first use.
 #[derive(Default)]
@@ -62,7 +72,17 @@ impl Connection {
         }
         let arguments: Vec<&str> = rest.split_whitespace().collect();
         let result = match arguments.as_slice() {
-            ["start", options @ ..] => parse_start(options).and_then(|request| self.start(request)),
+            ["start", "linux"] => self.start(&linux()).and_then(|instance| {
+                console.write(&format!("{instance}: starting {LINUX_KERNEL}\n"));
+                self.attach(instance, console)
+            }),
+            ["start", options @ ..] => parse_start(options).and_then(|request| {
+                let instance = self.start(&request)?;
+                let Request::Start { image, .. } = request else {
+                    return Err(String::from(USAGE));
+                };
+                Ok(format!("{instance}: starting {image}\n"))
+            }),
             ["list"] => Ok(self.list()),
             ["stop", instance] => self.stop(instance),
             ["console", instance] => self.attach(instance, console),
@@ -74,16 +94,14 @@ impl Connection {
         }
     }
 
-    fn start(&self, request: Request) -> Result<String, String> {
+    /// Starts `request` on the first idle instance; returns its name.
+    fn start(&self, request: &Request) -> Result<&'static str, String> {
         if self.clients.is_empty() {
             return Err(String::from("no VMM instance"));
         }
-        let Request::Start { image, .. } = &request else {
-            return Err(String::from(USAGE));
-        };
         for (instance, client) in &self.clients {
-            match answer(client.call(&request)) {
-                Ok(_) => return Ok(format!("{instance}: starting {image}\n")),
+            match answer(client.call(request)) {
+                Ok(_) => return Ok(instance),
                 Err(AnswerError::Refused(Refusal::Busy)) => {}
                 Err(error) => return Err(format!("{instance}: {error}")),
             }
@@ -211,8 +229,22 @@ fn ended(client: &Client<Vmm>) -> Result<Option<String>, String> {
 }
 
 /// The `vm` command's forms.
-const USAGE: &str =
-    "usage: vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS] | vm list | vm stop ID | vm console ID";
+const USAGE: &str = "usage: vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS] | vm start linux | vm list \
+                     | vm stop ID | vm console ID";
+
+/// What `vm start linux` asks for: the kernel with its initrd and the
+/// default command line.
+fn linux() -> Request {
+    Request::Start {
+        image: String::from(LINUX_KERNEL),
+        arguments: String::new(),
+        memory_mib: LINUX_MIB,
+        modules: alloc::vec![BootModule {
+            path: String::from(LINUX_INITRD),
+            arguments: String::new(),
+        }],
+    }
+}
 
 /// Parses `vm start`'s options, image and arguments into a request. The
 /// options come first, in any order; the first word that is not one is the

@@ -298,7 +298,9 @@ fn cmos(ram_mib: Option<u32>) -> Result<(), &'static str> {
     }
     if let Some(mib) = ram_mib {
         let above_16m = mib.saturating_sub(16) * 16;
-        if extended != mib.saturating_sub(1) * 1024 || cmos_word(0x34) != above_16m {
+        // The extended-memory registers stop at 0xFFFF KiB (64 MiB).
+        let extended_kib = (mib.saturating_sub(1) * 1024).min(0xffff);
+        if extended != extended_kib || cmos_word(0x34) != above_16m {
             write_str("cmos: extended memory ");
             write_hex(u64::from(extended));
             write_str("\n");
