@@ -407,7 +407,7 @@ impl System<'_> {
     fn serve(&mut self) -> u64 {
         let buffer = Buffer::main_thread();
         let endpoint = self.launcher.endpoint();
-        let mut received = match receive(endpoint) {
+        let mut received = match endpoint.receive() {
             Ok(received) => received,
             Err(error) => return stopped_serving(error),
         };
@@ -417,7 +417,7 @@ impl System<'_> {
                 // act: a restart destroys the thread this reply goes to.
                 let _ = runtime::ipc::reply(&Message::new(0, &[]));
                 self.fault(received.badge & !FAULT_BIT, &received.message.words);
-                received = match receive(endpoint) {
+                received = match endpoint.receive() {
                     Ok(received) => received,
                     Err(error) => return stopped_serving(error),
                 };
@@ -466,32 +466,10 @@ impl System<'_> {
                 Err(code) => service::error_reply(code),
             };
             // A caller that died before the reply costs only the reply.
-            received = match endpoint.reply_receive(&reply).or_else(|_| receive(endpoint)) {
+            received = match endpoint.reply_receive(&reply).or_else(|_| endpoint.receive()) {
                 Ok(received) => received,
                 Err(error) => return stopped_serving(error),
             };
-        }
-    }
-}
-
-/// Receives on init's endpoint. That endpoint never dies, so `PeerDied`
-/// from it is a wake-up meant for somebody else, and `InvalidState` means
-/// its queue held a thread that was no longer sending (the kernel drops
-/// that entry). Both are a known kernel fault, still open: init says so
-/// and receives again, a bounded number of times in a row.
-fn receive(endpoint: Endpoint) -> Result<runtime::ipc::Received, abi::Error> {
-    const SPURIOUS_WAKE_UPS: u32 = 16;
-    let mut attempt = 1;
-    loop {
-        match endpoint.receive() {
-            Err(error)
-                if matches!(error.kind, abi::ErrorKind::PeerDied | abi::ErrorKind::InvalidState)
-                    && attempt < SPURIOUS_WAKE_UPS =>
-            {
-                println!("init: receive on its own endpoint failed ({error:?}); receiving again");
-                attempt += 1;
-            }
-            other => return other,
         }
     }
 }

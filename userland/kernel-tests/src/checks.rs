@@ -110,6 +110,10 @@ pub fn run_all() -> u32 {
     );
     tally.check("a reply to a caller that died fails with PeerDied", peer_died_on_reply);
     tally.check("faults are IPC: a user-space pager maps and resumes", faults_as_ipc);
+    tally.check(
+        "an exception from a thread with DF set leaves the kernel intact",
+        exception_with_direction_flag_set,
+    );
     tally.check("a thread may destroy its own address space and itself", self_destruct);
     tally.check("interrupts arrive as notifications (RTC, line 8)", interrupts);
     tally.check(
@@ -1041,6 +1045,33 @@ fn faults_as_ipc() -> Check {
         &format!("child read back {:#x}", report.message.words[0]),
     )?;
     ok(runtime::ipc::reply(&Message::new(0, &[])), "release the child")?;
+    Ok(())
+}
+
+/// The kernel's own copies and fills (building the fault message among
+/// them) assume a clear direction flag; the exception entry must clear it
+/// whatever the thread left there.
+fn exception_with_direction_flag_set() -> Check {
+    let handler = ok(MEMORY.create_endpoint(fresh()), "handler endpoint")?;
+    let fault_endpoint = Endpoint(fresh());
+    ok(
+        capability::mint(handler, Destination::own(fault_endpoint.0), Rights::WRITE, 78),
+        "mint fault badge",
+    )?;
+    let child = start_child(Role::BackwardFault, 0, handler, Some(fault_endpoint))?;
+    // This thread blocks here before the child runs, so the kernel builds
+    // the fault message in the exception's own path, DF as the child left it.
+    let fault_message = ok(handler.receive(), "receive fault")?;
+    let words = fault_message.message.words;
+    ensure(fault_message.message.label == fault::FAULT_LABEL, "fault label")?;
+    ensure(
+        words[fault::word::VECTOR] == 6 && words[fault::word::ERROR_CODE] == 0 && words[fault::word::ADDRESS] == 0,
+        &format!("fault words {:x?}", &words[..5]),
+    )?;
+    ok(runtime::ipc::reply(&Message::new(0, &[])), "leave it stopped")?;
+    for slot in [child.thread.0, child.address_space.0, child.cspace.0] {
+        ok(capability::delete(Destination::own(slot)), "take the child down")?;
+    }
     Ok(())
 }
 

@@ -31,6 +31,10 @@ pub enum Role {
     /// Deletes the last capabilities to its own address space and thread,
     /// so the kernel takes both down while the thread is running.
     SelfDestruct = 0x1002,
+    /// Sets the direction flag and executes an invalid instruction: an
+    /// exception from a thread whose DF is set, as a thread interrupted
+    /// inside a backward copy has.
+    BackwardFault = 0x1003,
 }
 
 /// Where a self-destructing child finds its own address space and thread.
@@ -45,6 +49,7 @@ impl Role {
             0x1000 => Some(Self::EchoServer),
             0x1001 => Some(Self::PagedWriter),
             0x1002 => Some(Self::SelfDestruct),
+            0x1003 => Some(Self::BackwardFault),
             _ => None,
         }
     }
@@ -64,6 +69,7 @@ impl Role {
                 // Not reached: the thread died with its last capability.
                 4
             }
+            Self::BackwardFault => backward_fault(),
         }
     }
 }
@@ -131,4 +137,10 @@ fn paged_writer(value: u64) -> u64 {
     let report = Message::new(fault::FAULT_RESUME, &[read_back]);
     let _ = Endpoint(CHILD_ENDPOINT).call(&report);
     0
+}
+
+fn backward_fault() -> u64 {
+    // SAFETY: sets DF and raises #UD; nothing runs after it, since the
+    // handler never resumes this thread.
+    unsafe { core::arch::asm!("std", "ud2", options(noreturn)) }
 }
