@@ -11,13 +11,15 @@ use service::{CallError, Client};
 use vmm::{BootModule, MAX_INPUT, Refusal, Reply, Request, Vmm};
 
 /// The commands this module runs, for the help text.
-pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS]
+pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... [--disk FILE] IMAGE [ARGS]
              boots a guest image (64-bit ELF, multiboot or Linux
              bzImage) from the filesystem on an idle VMM instance, with
              MIB of RAM (16) and command line ARGS; each --module gives a
              multiboot kernel a module, its command line PATH and the
              ARGs, commas for spaces; a Linux kernel's one module is its
-             initrd
+             initrd; --disk gives the guest a virtio disk whose sectors
+             are FILE's (a whole number of 512-byte sectors), written in
+             place
   vm list    the VMM instances, their guests and exits per second
   vm stop ID stops the guest of instance ID (vm0, vm1, ...)
   vm console ID
@@ -211,8 +213,7 @@ fn ended(client: &Client<Vmm>) -> Result<Option<String>, String> {
 }
 
 /// The `vm` command's forms.
-const USAGE: &str =
-    "usage: vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS] | vm list | vm stop ID | vm console ID";
+const USAGE: &str = "usage: vm start [-m MIB] [--module PATH[,ARG]...]... [--disk FILE] IMAGE [ARGS] | vm list | vm stop ID | vm console ID";
 
 /// Parses `vm start`'s options, image and arguments into a request. The
 /// options come first, in any order; the first word that is not one is the
@@ -220,6 +221,7 @@ const USAGE: &str =
 fn parse_start(words: &[&str]) -> Result<Request, String> {
     let mut memory_mib = DEFAULT_MIB;
     let mut modules = Vec::new();
+    let mut disk = None;
     let mut rest = words;
     loop {
         match rest {
@@ -236,13 +238,20 @@ fn parse_start(words: &[&str]) -> Result<Request, String> {
                 });
                 rest = after;
             }
-            ["-m" | "--module"] | [] => return Err(String::from(USAGE)),
+            ["--disk", file, after @ ..] => {
+                if disk.replace(String::from(*file)).is_some() {
+                    return Err(String::from("a guest has one --disk"));
+                }
+                rest = after;
+            }
+            ["-m" | "--module" | "--disk"] | [] => return Err(String::from(USAGE)),
             [image, command_line @ ..] => {
                 return Ok(Request::Start {
                     image: String::from(*image),
                     arguments: command_line.join(" "),
                     memory_mib,
                     modules,
+                    disk,
                 });
             }
         }
@@ -261,6 +270,7 @@ impl core::fmt::Display for AnswerError {
             Self::Refused(Refusal::Busy) => write!(f, "busy"),
             Self::Refused(Refusal::NoImage(why)) => write!(f, "no image: {why}"),
             Self::Refused(Refusal::BadImage(why)) => write!(f, "bad image: {why}"),
+            Self::Refused(Refusal::BadDisk(why)) => write!(f, "bad disk: {why}"),
             Self::Refused(Refusal::BadMemorySize) => write!(f, "memory must be 1..={} MiB", vmm::MAX_MEMORY_MIB),
             Self::Refused(Refusal::CannotRun(why)) => write!(f, "cannot run: {why}"),
             Self::Refused(Refusal::NotRunning) => write!(f, "no guest runs"),
