@@ -312,3 +312,91 @@ fn the_guest_suite_passes_on_vt_x_under_bochs() {
         started.elapsed()
     );
 }
+
+/// Runs `command` in the attached guest's shell and waits for the line it
+/// ends with: `marker` computed by the shell (`$((...))`), so the echo of
+/// the command line itself does not match.
+fn in_guest(machine: &mut Machine, command: &str, marker: u32) {
+    machine.type_text(&format!("{command}; echo =done$(({marker} + 0))=\n"));
+    machine.wait_for(&format!("=done{marker}="), GUEST_TIMEOUT);
+}
+
+/// Debian's kernel and the initramfs of `cargo xtask guest-linux` boot
+/// with a virtio disk backed by a file on our disk: Linux finds the PCI
+/// bus and the disk on its own (`acpi=off`, no `pci=` option), writes it,
+/// reads it back after dropping its caches, and the bytes are in the file
+/// on the host's copy of our disk afterwards; a shell on the virtio
+/// console answers; bad disk files are refused.
+#[test]
+#[ignore = "needs `cargo xtask guest-linux` (Debian's kernel, fetched with apt) and takes minutes"]
+fn linux_uses_a_virtio_disk_backed_by_a_file_and_the_virtio_console() {
+    let options = with_system("systems/linux-guest.toml");
+    let guest_linux = image_builder::workspace_root().join("target/guest-linux");
+    let read = |name: &str| {
+        std::fs::read(guest_linux.join(name))
+            .unwrap_or_else(|error| panic!("{name}: {error}; run `cargo xtask guest-linux` first"))
+    };
+    let disk = guest_disk_with(
+        "linux-virtio",
+        64,
+        &options,
+        &[
+            ("vmlinuz", read("vmlinuz")),
+            ("initrd.img", read("initramfs.cpio")),
+            ("guest.img", vec![0; 8 << 20]),
+            ("bad.img", b"oops".to_vec()),
+        ],
+    );
+    let mut machine = Machine::boot_with_disk(&options, Firmware::Bios, Some(DataDisk::virtio(&disk)));
+    machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
+    let start = "vm start -m 160 --module /initrd.img";
+    machine.type_text(&format!("{start} --disk /bad.img /vmlinuz\n"));
+    machine.wait_for("bad disk: /bad.img is 4 bytes", BOOT_TIMEOUT);
+    machine.type_text(&format!("{start} --disk /missing.img /vmlinuz\n"));
+    machine.wait_for("bad disk: /missing.img: no such file", BOOT_TIMEOUT);
+    machine.type_text(&format!("{start} --disk /guest.img /vmlinuz\n"));
+    machine.wait_for("guest-init: ready", Duration::from_secs(900));
+    machine.type_text("vm console vm0\n");
+    machine.wait_for("vm0: console attached", BOOT_TIMEOUT);
+    in_guest(&mut machine, "cat /sys/block/vda/size", 1);
+    in_guest(
+        &mut machine,
+        "echo written-by-linux > /dev/vda; sync; echo 3 > /proc/sys/vm/drop_caches; \
+         dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 16 | tr - +; echo",
+        2,
+    );
+    // A shell on hvc0: once it writes there, input goes to it.
+    machine.type_text("setsid sh -c 'echo =hvc$((40 + 2))=; exec sh -i' </dev/hvc0 >/dev/hvc0 2>&1 &\n");
+    machine.wait_for("=hvc42=", GUEST_TIMEOUT);
+    in_guest(&mut machine, "tty", 3);
+    machine.type_text("reboot -f\n");
+    machine.wait_for("vmm: vm0: guest /vmlinuz shut down", GUEST_TIMEOUT);
+    machine.type_text("\u{1d}poweroff\n");
+    let finished = machine.wait_exit(BOOT_TIMEOUT);
+    let output = &finished.output;
+    assert_eq!(finished.outcome, Some(Outcome::Success), "{output}");
+    for line in [
+        "PCI: Using configuration type 1 for base access",
+        "virtio-pci 0000:00:01.0: PCI->APIC IRQ transform: INT A -> IRQ 17",
+        "[vda] 16384 512-byte logical blocks",
+        "vm0: 16384",
+        "vm0: written+by+linux",
+        "vm0: /dev/hvc0",
+    ] {
+        assert!(output.contains(line), "no '{line}':\n{output}");
+    }
+    assert!(!output.contains("needs a reset"), "{output}");
+    assert!(!output.contains("KERNEL"), "{output}");
+    assert_clean(&disk);
+    let image = disk.with_extension("guest.img");
+    let dumped = std::process::Command::new("/sbin/debugfs")
+        .arg("-R")
+        .arg(format!("dump /guest.img {}", image.display()))
+        .arg(&disk)
+        .status()
+        .expect("debugfs (e2fsprogs) runs");
+    assert!(dumped.success());
+    let written = std::fs::read(&image).expect("the dumped disk file");
+    assert_eq!(written.len(), 8 << 20, "the file kept its size");
+    assert!(written.starts_with(b"written-by-linux\n"), "{:?}", &written[..32]);
+}

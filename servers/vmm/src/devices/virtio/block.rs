@@ -303,40 +303,8 @@ impl Device for Block {
 #[cfg(test)]
 mod tests {
     use super::super::queue::Buffer;
-    use super::super::tests::Ram;
+    use super::super::tests::{MemoryDisk as Disk, Ram};
     use super::*;
-
-    /// A disk in a vector, which can be told to fail.
-    struct Disk {
-        bytes: Vec<u8>,
-        broken: bool,
-        flushes: u32,
-    }
-
-    impl Backing for Disk {
-        fn read(&mut self, offset: u64, into: &mut [u8]) -> Result<(), String> {
-            if self.broken {
-                return Err(String::from("broken"));
-            }
-            let start = offset as usize;
-            into.copy_from_slice(&self.bytes[start..start + into.len()]);
-            Ok(())
-        }
-
-        fn write(&mut self, offset: u64, from: &[u8]) -> Result<(), String> {
-            if self.broken {
-                return Err(String::from("broken"));
-            }
-            let start = offset as usize;
-            self.bytes[start..start + from.len()].copy_from_slice(from);
-            Ok(())
-        }
-
-        fn flush(&mut self) -> Result<(), String> {
-            self.flushes += 1;
-            Ok(())
-        }
-    }
 
     const HEADER: u64 = 0x1000;
     const DATA: u64 = 0x2000;

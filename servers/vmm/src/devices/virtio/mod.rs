@@ -380,8 +380,41 @@ impl<D: Device> Function for VirtioPci<D> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::block::Backing;
     use super::*;
     use core::cell::RefCell;
+
+    /// A disk in a vector, which can be told to fail.
+    pub struct MemoryDisk {
+        pub bytes: Vec<u8>,
+        pub broken: bool,
+        pub flushes: u32,
+    }
+
+    impl Backing for MemoryDisk {
+        fn read(&mut self, offset: u64, into: &mut [u8]) -> Result<(), String> {
+            if self.broken {
+                return Err(String::from("broken"));
+            }
+            let start = offset as usize;
+            into.copy_from_slice(&self.bytes[start..start + into.len()]);
+            Ok(())
+        }
+
+        fn write(&mut self, offset: u64, from: &[u8]) -> Result<(), String> {
+            if self.broken {
+                return Err(String::from("broken"));
+            }
+            let start = offset as usize;
+            self.bytes[start..start + from.len()].copy_from_slice(from);
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), String> {
+            self.flushes += 1;
+            Ok(())
+        }
+    }
 
     /// Guest RAM in a vector.
     pub struct Ram(RefCell<Vec<u8>>);
