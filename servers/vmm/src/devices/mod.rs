@@ -37,7 +37,8 @@ use virtio::block::{Backing, Block};
 use virtio::console::{self, Console};
 use virtio::{GuestRam, VirtioPci};
 use vm_platform::pci::{
-    FIRST_INTERRUPT_PIN, HOST_BRIDGE_SLOT, IO_BASE, IO_STRIDE, VIRTIO_BLOCK_SLOT, VIRTIO_CONSOLE_SLOT,
+    FIRST_INTERRUPT_PIN, HOST_BRIDGE_SLOT, INTERRUPTING_SLOTS, IO_BASE, IO_STRIDE, VIRTIO_BLOCK_SLOT,
+    VIRTIO_CONSOLE_SLOT,
 };
 use vm_platform::{
     COM1, COM1_INTERRUPT, EXIT_PORT, IO_APIC, IO_APIC_PIT_PIN, LOCAL_APIC, PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA,
@@ -70,8 +71,8 @@ pub enum Effect {
     None,
     /// A line of console output.
     Output(String),
-    /// Something the guest asked for that the platform ignored, worth a
-    /// line in the VMM's log.
+    /// Something the guest asked for that the platform ignored or
+    /// refused, worth a line in the VMM's log.
     Ignored(String),
     /// The guest asked to end, with this status.
     Exit(u8),
@@ -263,10 +264,12 @@ impl Devices {
     /// if the guest asked for it.
     pub fn receive(&mut self, input: &mut Input, ram: &dyn GuestRam) {
         if self.console.device.used() {
-            self.console.serve(console::RECEIVE_QUEUE, true, ram, |_, chain| {
-                Console::receive(chain, ram, input)
-            });
-            self.update_pci_lines();
+            if !input.is_empty() {
+                self.console.serve(console::RECEIVE_QUEUE, true, ram, |_, chain| {
+                    Console::receive(chain, ram, input)
+                });
+                self.update_pci_lines();
+            }
             return;
         }
         if input.is_empty() || self.uart.room() == 0 {
@@ -370,7 +373,7 @@ impl Devices {
 
     /// Drives each slot's INTA pin on the I/O APIC from its function.
     fn update_pci_lines(&mut self) {
-        for slot in PCI_SLOTS {
+        for slot in INTERRUPTING_SLOTS {
             let high = self.pci_slot(slot).is_some_and(|function| function.interrupt_line());
             self.ioapic.set_line(FIRST_INTERRUPT_PIN + slot, high, &mut self.lapic);
         }
@@ -594,23 +597,32 @@ mod tests {
         assert_eq!(config_read(&mut diskless, VIRTIO_BLOCK_SLOT, 0), 0xffff_ffff);
     }
 
-    /// A guest with a 4 KiB disk whose driver has enabled it, set its
-    /// queue up at page 2, and routed pin 17 to vector 0x51 (level,
-    /// active low); returns the disk's register block.
-    fn disk_ready(devices: &mut Devices) -> u16 {
-        select(devices, VIRTIO_BLOCK_SLOT, 4);
+    /// Sets up the virtio function in `slot` as a driver would: enables
+    /// it, routes its pin to `vector` (level, active low), places queue
+    /// `n` at page `pages[n]` and says the driver is ready; returns its
+    /// register block.
+    fn virtio_ready(devices: &mut Devices, slot: u8, vector: u32, pages: &[u32]) -> u16 {
+        select(devices, slot, 4);
         devices.port_write(PCI_CONFIG_DATA, 2, 0x5, NOW); // I/O space, bus master
-        let bar = config_read(devices, VIRTIO_BLOCK_SLOT, 0x10) as u16 & !3;
-        let pin = FIRST_INTERRUPT_PIN + VIRTIO_BLOCK_SLOT;
+        let bar = config_read(devices, slot, 0x10) as u16 & !3;
+        let pin = FIRST_INTERRUPT_PIN + slot;
         devices.mmio_write(IO_APIC, 0x10 + 2 * u64::from(pin), NOW);
-        devices.mmio_write(IO_APIC + 0x10, 0x51 | (1 << 13) | (1 << 15), NOW);
+        devices.mmio_write(IO_APIC + 0x10, u64::from(vector) | (1 << 13) | (1 << 15), NOW);
         devices.port_write(bar + 0x12, 1, 0x3, NOW); // acknowledge, driver
-        assert_eq!(devices.port_read(bar, 4, NOW), (1 << 2) | (1 << 6) | (1 << 9));
-        devices.port_write(bar + 0x04, 4, 1 << 9, NOW);
-        devices.port_write(bar + 0x0e, 2, 0, NOW);
-        assert_eq!(devices.port_read(bar + 0x0c, 2, NOW), 128);
-        devices.port_write(bar + 0x08, 4, 2, NOW);
+        for (queue, page) in pages.iter().enumerate() {
+            devices.port_write(bar + 0x0e, 2, queue as u32, NOW);
+            devices.port_write(bar + 0x08, 4, *page, NOW);
+        }
         devices.port_write(bar + 0x12, 1, 0x7, NOW); // driver OK
+        bar
+    }
+
+    /// [`virtio_ready`] for a 4 KiB disk with its queue at page 2 and
+    /// vector 0x51, checking what it offers on the way.
+    fn disk_ready(devices: &mut Devices) -> u16 {
+        let bar = virtio_ready(devices, VIRTIO_BLOCK_SLOT, 0x51, &[2]);
+        assert_eq!(devices.port_read(bar, 4, NOW), (1 << 2) | (1 << 6) | (1 << 9));
+        assert_eq!(devices.port_read(bar + 0x0c, 2, NOW), 128, "queue 0's size");
         assert_eq!(devices.port_read(bar + 0x14, 4, NOW), 8, "capacity: 8 sectors");
         bar
     }
@@ -689,6 +701,44 @@ mod tests {
         devices.port_write(bar + 0x10, 2, 0, NOW);
         assert_eq!(devices.serve_virtio(&ram, Some(&mut disk), NOW), []);
         assert_eq!((driver.used(&ram, 0), disk.flushes), ((1, 0, 1), 1));
+    }
+
+    #[test]
+    fn input_goes_to_com1_until_the_guest_writes_to_the_virtio_console() {
+        let ram = Ram::new(1 << 20);
+        let mut devices = Devices::new(1 << 20, None);
+        let bar = virtio_ready(&mut devices, VIRTIO_CONSOLE_SLOT, 0x52, &[2, 4]);
+        let (mut receive, mut transmit) = (Driver::new(64, 2), Driver::new(64, 4));
+        receive.describe(&ram, 0, 0x10000, 64, 2, 0);
+        receive.offer(&ram, 64, 0);
+        devices.port_write(bar + 0x10, 2, 0, NOW);
+        let mut input = Input::new();
+        input.offer(b"a").unwrap();
+        devices.receive(&mut input, &ram);
+        assert!(input.is_empty(), "COM1 took it");
+        assert_eq!(devices.uart.room(), 0);
+        // The guest writes a prompt to the console: input goes there now.
+        ram.write(0x20000, b"# ").unwrap();
+        transmit.describe(&ram, 0, 0x20000, 2, 0, 0);
+        transmit.offer(&ram, 64, 0);
+        devices.port_write(bar + 0x10, 2, 1, NOW);
+        assert_eq!(devices.serve_virtio(&ram, None, NOW), []);
+        assert_eq!(transmit.used(&ram, 0), (1, 0, 0));
+        assert_eq!(devices.unfinished_line(QUIET).as_deref(), Some("# "));
+        input.offer(b"ls\n").unwrap();
+        devices.receive(&mut input, &ram);
+        assert!(input.is_empty());
+        assert_eq!(receive.used(&ram, 0), (1, 0, 3));
+        let mut typed = [0; 3];
+        ram.read(0x10000, &mut typed).unwrap();
+        assert_eq!(&typed, b"ls\n");
+        assert_eq!(devices.pending_interrupt(), Some(Interrupt::Local(0x52)));
+        // A reset sends input back to COM1.
+        devices.port_write(bar + 0x12, 1, 0, NOW);
+        devices.port_read(COM1, 1, NOW);
+        input.offer(b"b").unwrap();
+        devices.receive(&mut input, &ram);
+        assert_eq!(devices.port_read(COM1, 1, NOW), u32::from(b'b'));
     }
 
     #[test]

@@ -173,11 +173,6 @@ impl Block {
         }
     }
 
-    /// Its size in sectors.
-    pub fn sectors(&self) -> u64 {
-        self.sectors
-    }
-
     /// Does the request `chain` holds with `backing`; returns the bytes
     /// written into the chain (data and status).
     ///
@@ -473,7 +468,6 @@ mod tests {
     fn the_configuration_gives_capacity_segments_and_block_size() {
         let block = Block::new(8 * 512 + 100);
         let bytes = block.configuration();
-        assert_eq!(block.sectors(), 8);
         assert_eq!(u64::from_le_bytes(bytes[0..8].try_into().unwrap()), 8);
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 126);
         assert_eq!(u32::from_le_bytes(bytes[20..24].try_into().unwrap()), 512);

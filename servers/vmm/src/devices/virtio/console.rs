@@ -21,8 +21,8 @@ pub const RECEIVE_QUEUE: usize = 0;
 pub const TRANSMIT_QUEUE: usize = 1;
 /// Each queue's size.
 const QUEUE_SIZE: u16 = 64;
-/// The most bytes read from one transmit chain (larger ones are cut).
-const MAX_TRANSMIT: u64 = 4096;
+/// The most bytes read from a transmit chain at a time.
+const TRANSMIT_CHUNK: u64 = 4096;
 /// The configuration: columns, rows, the most ports, the emergency write
 /// register; none offered, all zero.
 const CONFIGURATION_BYTES: usize = 12;
@@ -42,13 +42,16 @@ impl Console {
     /// # Errors
     /// [`QueueError::Request`] if its buffers are not in RAM.
     pub fn transmit(&mut self, chain: &Chain, ram: &dyn GuestRam, lines: &mut Vec<String>) -> Result<u32, QueueError> {
-        let length = chain.readable_bytes().min(MAX_TRANSMIT) as usize;
-        let mut bytes = alloc::vec![0; length];
-        chain
-            .read(ram, 0, &mut bytes)
-            .map_err(|_| QueueError::Request("a console buffer is not in RAM"))?;
+        let length = chain.readable_bytes();
+        let mut bytes = Vec::new();
+        for start in (0..length).step_by(TRANSMIT_CHUNK as usize) {
+            bytes.resize((length - start).min(TRANSMIT_CHUNK) as usize, 0);
+            chain
+                .read(ram, start, &mut bytes)
+                .map_err(|_| QueueError::Request("a console buffer is not in RAM"))?;
+            lines.extend(bytes.iter().filter_map(|byte| self.line.push(*byte)));
+        }
         self.used |= length != 0;
-        lines.extend(bytes.into_iter().filter_map(|byte| self.line.push(byte)));
         Ok(0)
     }
 

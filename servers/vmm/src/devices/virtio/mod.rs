@@ -51,12 +51,8 @@ pub trait GuestRam {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutsideRam;
 
-/// Device status bits.
-pub mod status {
-    /// The guest found the device.
-    pub const ACKNOWLEDGE: u8 = 1;
-    /// The guest has a driver for it.
-    pub const DRIVER: u8 = 2;
+/// Device status bits the device acts on.
+mod status {
     /// The driver is ready: the device may use its queues.
     pub const DRIVER_OK: u8 = 4;
     /// The device met an error it cannot recover from until reset.
@@ -124,7 +120,7 @@ struct QueueSlot {
 
 /// The legacy register block of one device.
 #[derive(Clone, Debug)]
-pub struct Transport {
+struct Transport {
     ram_bytes: u64,
     driver_features: u32,
     status: u8,
@@ -140,7 +136,7 @@ pub struct Transport {
 impl Transport {
     /// A reset device with queues of `sizes` in a guest with `ram_bytes`
     /// of RAM.
-    pub fn new(sizes: &[u16], ram_bytes: u64) -> Self {
+    fn new(sizes: &[u16], ram_bytes: u64) -> Self {
         Self {
             ram_bytes,
             driver_features: 0,
@@ -334,13 +330,12 @@ impl<D: Device> VirtioPci<D> {
         index: usize,
         always: bool,
         ram: &dyn GuestRam,
-        handle: impl FnMut(&mut D, &Chain) -> Result<Option<u32>, QueueError>,
+        mut handle: impl FnMut(&mut D, &Chain) -> Result<Option<u32>, QueueError>,
     ) {
         if !self.config.bus_master() {
             return;
         }
         let device = &mut self.device;
-        let mut handle = handle;
         self.transport.serve(index, always, ram, |chain| handle(device, chain));
     }
 
