@@ -279,9 +279,9 @@ fn offer_interrupt(state: &mut VcpuState, devices: &mut Devices) {
 }
 
 /// The guest halted: sleeps until a device raises an interrupt (a timer,
-/// or input arriving for the UART) or the guest is asked to stop. An idle
-/// guest may be waiting at a prompt, so its unfinished line of output is
-/// shown once COM1 has been quiet a while.
+/// or input arriving for its console) or the guest is asked to stop. An
+/// idle guest may be waiting at a prompt, so its unfinished line of output
+/// is shown once its console has been quiet a while.
 fn wait_for_interrupt(devices: &mut Devices, ram: &dyn GuestRam, shared: &Shared, name: &str) {
     loop {
         let now = clock::now();
