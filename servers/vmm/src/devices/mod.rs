@@ -311,7 +311,7 @@ impl Devices {
                 })
                 .unwrap_or(all_ones(size)),
             _ => {
-                let value = self.pci_function_at(port)?.port_read(port, size);
+                let value = self.pci_function_at(port)?.port_read(port, size) & all_ones(size);
                 self.update_pci_lines();
                 value
             }

@@ -2,9 +2,9 @@
 //! interface every virtio driver still speaks, with split virtqueues.
 //!
 //! A [`VirtioPci`] is one PCI function: its configuration header, the
-//! legacy register block its I/O BAR decodes ([`Transport`]), and the
-//! device behind it ([`block::Block`]). Register
-//! accesses only change state; a write to the queue-notify register marks
+//! legacy register block its I/O BAR decodes, and the device behind it
+//! ([`block::Block`], [`console::Console`]). Register accesses only
+//! change state; a write to the queue-notify register marks
 //! the queue, and the machine serves marked queues after the exit
 //! ([`crate::devices::Devices::serve_virtio`]), with the guest's RAM and
 //! the devices' backends in hand. Serving is synchronous: the vcpu waits
@@ -323,8 +323,13 @@ impl<D: Device> VirtioPci<D> {
             .map_or(0, |range| port.wrapping_sub(range.start))
     }
 
-    /// Serves queue `index` (see [`Transport::serve`]) if the device may
-    /// reach RAM (bus mastering is on).
+    /// Serves queue `index` if it was notified, or `always`, and the
+    /// device may reach RAM (bus mastering is on) and runs: each
+    /// available chain goes to `handle` with the device, which says how
+    /// many bytes it wrote into the chain (or `None` to leave it and the
+    /// rest for later), and goes back used, with an interrupt if the
+    /// driver wants one. A malformed ring or chain, or a `handle` error,
+    /// makes the device need a reset ([`Self::take_failure`] says why).
     pub fn serve(
         &mut self,
         index: usize,
