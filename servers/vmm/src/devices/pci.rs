@@ -12,6 +12,8 @@
 //! holds the I/O APIC pin the function's INTA reaches, as a BIOS leaves
 //! them; the guest may move the BAR.
 
+use super::all_ones;
+
 /// The address register's enable bit.
 const ENABLE: u32 = 1 << 31;
 
@@ -159,14 +161,14 @@ impl ConfigSpace {
     pub fn read(&self, offset: u8, size: u8, interrupt_pending: bool) -> u32 {
         let shift = u32::from(offset & 3) * 8;
         let value = self.dword(offset, interrupt_pending).checked_shr(shift).unwrap_or(0);
-        value & mask(size)
+        value & all_ones(size)
     }
 
     /// A write of `size` bytes at `offset`; read-only fields ignore it.
     pub fn write(&mut self, offset: u8, size: u8, value: u32) {
         let shift = u32::from(offset & 3) * 8;
         let old = self.dword(offset, false);
-        let field = mask(size).checked_shl(shift).unwrap_or(0);
+        let field = all_ones(size).checked_shl(shift).unwrap_or(0);
         let merged = (old & !field) | (value.checked_shl(shift).unwrap_or(0) & field);
         match offset & 0xfc {
             0x04 if field & 0xffff != 0 => {
@@ -251,19 +253,10 @@ impl Function for ConfigSpace {
     }
 
     fn port_read(&mut self, _port: u16, size: u8) -> u32 {
-        mask(size)
+        all_ones(size)
     }
 
     fn port_write(&mut self, _port: u16, _value: u32) {}
-}
-
-/// The low `size` bytes of a dword.
-fn mask(size: u8) -> u32 {
-    match size {
-        1 => 0xff,
-        2 => 0xffff,
-        _ => 0xffff_ffff,
-    }
 }
 
 #[cfg(test)]
