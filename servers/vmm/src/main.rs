@@ -244,13 +244,10 @@ fn read_guest(
 ) -> Result<Guest, Refusal> {
     let ram_bytes = u64::from(memory_mib) << 20;
     let files = connected(files, slots, buffer).map_err(Refusal::NoImage)?;
-    let disk = match disk {
-        Some(path) => {
-            let bytes = disk::check(files, &path).map_err(Refusal::BadDisk)?;
-            Some((path, bytes))
-        }
-        None => None,
-    };
+    let disk = disk
+        .map(|path| disk::check(files, &path).map(|bytes| (path, bytes)))
+        .transpose()
+        .map_err(Refusal::BadDisk)?;
     let no_file = |path: &str, error: fs::FilesError| Refusal::NoImage(format!("{path}: {error}"));
     let (handle, length) = files.open(&image, false).map_err(|error| no_file(&image, error))?;
     let wanted = if length <= MAX_HEAP_IMAGE {
