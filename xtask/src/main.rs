@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, boot and test the system with one command.
 //!
 //! ```text
-//! cargo xtask run   [--uefi] [--release] [--gdb] [--disk PATH]   build and boot in QEMU
+//! cargo xtask run   [--uefi] [--release] [--gdb] [--disk PATH] [--system FILE]   build and boot in QEMU
 //! cargo xtask image [--release]                    write the disk images
 //! cargo xtask test                                 host unit tests + QEMU tests
 //! cargo xtask bench                                IPC and boot-time figures
@@ -32,6 +32,8 @@ commands:
             --disk PATH  the data disk: an ext2 image, kept after the run
                        (made with mke2fs if PATH does not exist); without
                        it a fresh disk is made at target/disks/scratch.img
+            --system FILE  boot the system description FILE (a path from
+                       the workspace root) instead of system.toml
   image   build everything and write the BIOS and UEFI images
             --release  optimised build
   test    run the host unit tests and the QEMU integration tests
@@ -47,17 +49,12 @@ commands:
 
 fn main() -> ExitCode {
     let mut arguments: Vec<String> = std::env::args().skip(1).collect();
-    let disk = match arguments.iter().position(|argument| argument == "--disk") {
-        Some(index) if arguments.first().is_some_and(|command| command == "run") => {
-            if index + 1 >= arguments.len() {
-                eprintln!("--disk needs a path\n\n{USAGE}");
-                return ExitCode::FAILURE;
-            }
-            let path = arguments.remove(index + 1);
-            arguments.remove(index);
-            Some(std::path::PathBuf::from(path))
+    let (disk, system) = match (run_value(&mut arguments, "--disk"), run_value(&mut arguments, "--system")) {
+        (Ok(disk), Ok(system)) => (disk.map(std::path::PathBuf::from), system),
+        (Err(message), _) | (_, Err(message)) => {
+            eprintln!("{message}\n\n{USAGE}");
+            return ExitCode::FAILURE;
         }
-        _ => None,
     };
     let Some((command, options)) = arguments.split_first() else {
         eprintln!("{USAGE}");
@@ -97,6 +94,7 @@ fn main() -> ExitCode {
     let has = |flag: &str| options.iter().any(|option| option == flag);
     let build = BuildOptions {
         release: has("--release"),
+        system,
         ..BuildOptions::default()
     };
     let result = match command.as_str() {
@@ -115,6 +113,22 @@ fn main() -> ExitCode {
         eprintln!("error: {message}");
         ExitCode::FAILURE
     })
+}
+
+/// Takes `run`'s option `name` and its value out of `arguments`.
+fn run_value(arguments: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    let Some(index) = arguments.iter().position(|argument| argument == name) else {
+        return Ok(None);
+    };
+    if arguments.first().is_none_or(|command| command != "run") {
+        return Ok(None);
+    }
+    if index + 1 >= arguments.len() {
+        return Err(format!("{name} needs a path"));
+    }
+    let value = arguments.remove(index + 1);
+    arguments.remove(index);
+    Ok(Some(value))
 }
 
 fn image(build: &BuildOptions) -> Result<ExitCode, String> {

@@ -41,6 +41,33 @@ pub const IO_APIC_ID: u8 = 1;
 pub const IO_APIC_PIT_PIN: u8 = 2;
 /// The I/O APIC pin (and 8259A line) COM1's interrupt arrives on.
 pub const COM1_INTERRUPT: u8 = 4;
+/// PCI configuration mechanism #1: the address register (32-bit accesses
+/// only) and the data window's first port (0xCFC..=0xCFF).
+pub const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
+/// See [`PCI_CONFIG_ADDRESS`].
+pub const PCI_CONFIG_DATA: u16 = 0xcfc;
+/// The one PCI bus's devices: the host bridge in slot 0, then the
+/// para-virtual (virtio) devices, each function 0 with interrupt pin INTA.
+pub mod pci {
+    /// The host bridge's slot.
+    pub const HOST_BRIDGE_SLOT: u8 = 0;
+    /// The virtio block device's slot (when the guest has a disk).
+    pub const VIRTIO_BLOCK_SLOT: u8 = 1;
+    /// The virtio console's slot.
+    pub const VIRTIO_CONSOLE_SLOT: u8 = 2;
+    /// The slots whose INTA the platform routes (the MP table's PCI
+    /// interrupt entries): every device's but the host bridge's.
+    pub const INTERRUPTING_SLOTS: [u8; 2] = [VIRTIO_BLOCK_SLOT, VIRTIO_CONSOLE_SLOT];
+    /// Where the VMM, playing firmware, puts the I/O BARs: slot `n`'s at
+    /// `IO_BASE + n * IO_STRIDE`. The guest may move them.
+    pub const IO_BASE: u16 = 0xc000;
+    /// See [`IO_BASE`]; also the largest I/O BAR.
+    pub const IO_STRIDE: u16 = 0x100;
+    /// The I/O APIC pin slot `n`'s INTA arrives on: `FIRST_INTERRUPT_PIN
+    /// + n`, level-triggered and active low, as PCI interrupts are.
+    /// Pins 16..24 are the ones no ISA interrupt uses.
+    pub const FIRST_INTERRUPT_PIN: u8 = 16;
+}
 /// The signature `CPUID` leaf 0x4000_0000 returns in EBX, ECX, EDX.
 pub const CPUID_SIGNATURE: &[u8; 12] = b"L4HvMicroVMM";
 

@@ -4,9 +4,11 @@
 
 use crate::clock::{self, Nanoseconds};
 use crate::decode;
+use vmm::devices::virtio::GuestRam;
+use vmm::devices::virtio::block::Backing;
 use vmm::devices::{Devices, Effect};
 use vmm::input::Input;
-use crate::machine::Machine;
+use crate::machine::{Machine, RamForDevices};
 use crate::policy;
 use abi::vcpu::{Event, ExitKind, VcpuState, access, group, instruction, io};
 use alloc::format;
@@ -71,10 +73,19 @@ impl Shared {
     }
 }
 
+/// The guest's virtio disk: where its sectors live and how many bytes.
+pub struct Disk<'a> {
+    /// Its file.
+    pub backing: &'a mut dyn Backing,
+    /// Its size.
+    pub bytes: u64,
+}
+
 /// Runs the guest from `state` until it ends. `name` prefixes its console
-/// output.
-pub fn run(machine: &Machine, mut state: VcpuState, name: &str, shared: &Shared) -> End {
-    let mut devices = Devices::new(machine.ram.len() as u64);
+/// output; `disk`, if there is one, backs its virtio disk.
+pub fn run(machine: &Machine, mut state: VcpuState, name: &str, shared: &Shared, mut disk: Option<Disk<'_>>) -> End {
+    let mut devices = Devices::new(machine.ram.len() as u64, disk.as_ref().map(|disk| disk.bytes));
+    let ram = RamForDevices(&machine.ram);
     // The MMIO decoder needs the control registers and CS on every exit.
     state.store = group::CONTROL | group::SEGMENTS;
     let mut second = (clock::now(), 0u64);
@@ -84,7 +95,7 @@ pub fn run(machine: &Machine, mut state: VcpuState, name: &str, shared: &Shared)
         }
         let now = clock::now();
         devices.tick(now);
-        devices.receive(&mut shared.input.lock());
+        devices.receive(&mut shared.input.lock(), &ram);
         offer_interrupt(&mut state, &mut devices);
         machine.page.write(&state);
         let kind = match machine.vcpu.run() {
@@ -102,6 +113,15 @@ pub fn run(machine: &Machine, mut state: VcpuState, name: &str, shared: &Shared)
         };
         if let Some(end) = handle(kind, &mut state, machine, &mut devices, name, shared) {
             return end;
+        }
+        if kind == ExitKind::PortIo {
+            let backing: Option<&mut dyn Backing> = match disk.as_mut() {
+                Some(disk) => Some(&mut *disk.backing),
+                None => None,
+            };
+            for effect in devices.serve_virtio(&ram, backing, clock::now()) {
+                report(effect, name);
+            }
         }
     }
 }
@@ -131,7 +151,7 @@ fn handle(
             let size = (exit.b & io::SIZE_MASK) as u8;
             let now = clock::now();
             if exit.b & io::WRITE != 0 {
-                if let Some(end) = report(devices.port_write(port, exit.c as u32, now), name) {
+                if let Some(end) = report(devices.port_write(port, size, exit.c as u32, now), name) {
                     return Some(end);
                 }
             } else {
@@ -184,7 +204,7 @@ fn handle(
             if state.registers.rflags & INTERRUPTS_ENABLED == 0 {
                 return Some(End::Killed(String::from("it halted with interrupts off")));
             }
-            wait_for_interrupt(devices, shared, name);
+            wait_for_interrupt(devices, &RamForDevices(&machine.ram), shared, name);
         }
         ExitKind::Hypercall => {
             let argument = state.registers.rdi;
@@ -259,14 +279,14 @@ fn offer_interrupt(state: &mut VcpuState, devices: &mut Devices) {
 }
 
 /// The guest halted: sleeps until a device raises an interrupt (a timer,
-/// or input arriving for the UART) or the guest is asked to stop. An idle
-/// guest may be waiting at a prompt, so its unfinished line of output is
-/// shown once COM1 has been quiet a while.
-fn wait_for_interrupt(devices: &mut Devices, shared: &Shared, name: &str) {
+/// or input arriving for its console) or the guest is asked to stop. An
+/// idle guest may be waiting at a prompt, so its unfinished line of output
+/// is shown once its console has been quiet a while.
+fn wait_for_interrupt(devices: &mut Devices, ram: &dyn GuestRam, shared: &Shared, name: &str) {
     loop {
         let now = clock::now();
         devices.tick(now);
-        devices.receive(&mut shared.input.lock());
+        devices.receive(&mut shared.input.lock(), ram);
         if devices.pending_interrupt().is_some() || shared.stop.load(Ordering::Relaxed) {
             return;
         }

@@ -58,6 +58,10 @@ pub enum Request {
         /// Multiboot modules, in order (at most
         /// [`multiboot::MAX_MODULES`]), or a Linux kernel's initrd.
         modules: Vec<BootModule>,
+        /// A file in the filesystem that backs the guest's virtio disk
+        /// (a whole number of 512-byte sectors), if it has one. The guest
+        /// reads and writes it in place.
+        disk: Option<String>,
     },
     /// What this instance is doing.
     Status,
@@ -137,6 +141,8 @@ pub enum Refusal {
     NoImage(String),
     /// The image is not one the VMM can boot, with the reason.
     BadImage(String),
+    /// The disk file cannot be read or is not a disk, with the reason.
+    BadDisk(String),
     /// Memory size out of range.
     BadMemorySize,
     /// The machine has no VT-x or AMD-V, or memory ran out.

@@ -21,6 +21,7 @@ use runtime::memory::Region;
 use runtime::vcpu::StatePage;
 use vm_platform::{ARGUMENTS, IMAGE_BASE, MAX_ARGUMENTS, STACK_TOP};
 use vmm::boot::{self, Bytes, GDT, TABLES, descriptor};
+use vmm::devices::virtio::{GuestRam, OutsideRam};
 use vmm::linux;
 use vmm::multiboot::{self, Load};
 
@@ -45,6 +46,26 @@ pub struct Machine {
     memory: GuestMemory,
     frames: CSpace,
     page_frame: Frame,
+}
+
+/// The guest's RAM as its devices reach it: RAM starts at guest-physical
+/// 0, so an address is an offset in the region.
+pub struct RamForDevices<'a>(pub &'a Region);
+
+impl GuestRam for RamForDevices<'_> {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read(&self, address: u64, into: &mut [u8]) -> Result<(), OutsideRam> {
+        let offset = usize::try_from(address).map_err(|_| OutsideRam)?;
+        self.0.read(offset, into).map_err(|_| OutsideRam)
+    }
+
+    fn write(&self, address: u64, from: &[u8]) -> Result<(), OutsideRam> {
+        let offset = usize::try_from(address).map_err(|_| OutsideRam)?;
+        self.0.write(offset, from).map_err(|_| OutsideRam)
+    }
 }
 
 /// Capabilities deleted when dropped: a machine half made.

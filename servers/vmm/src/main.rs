@@ -17,7 +17,8 @@
 //! lengths), so a refusal comes at once; then the guest's thread builds
 //! the machine and reads the large files (a Linux kernel, an initrd,
 //! multiboot modules) in chunks straight into guest RAM, so they never
-//! pass through the 1 MiB heap.
+//! pass through the 1 MiB heap. A guest's virtio disk is a file it keeps
+//! open while the guest runs ([`disk::DiskFile`]).
 
 #![no_std]
 #![no_main]
@@ -27,6 +28,7 @@ extern crate alloc;
 
 mod clock;
 mod decode;
+mod disk;
 mod guest;
 mod machine;
 mod policy;
@@ -36,6 +38,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use fs::{Files, Handle};
+use disk::DiskFile;
 use guest::Shared;
 use machine::{Machine, MachineError, ReadFile};
 use runtime::capability::{self, AddressSpace, Destination, Endpoint, Memory, Notification, Slots};
@@ -44,6 +47,7 @@ use runtime::println;
 use service::process::{CSPACE_SLOTS, slot};
 use service::{ErrorCode, Response};
 use spin::Mutex;
+use vmm::devices::virtio::block::SECTOR_BYTES;
 use vmm::input::Input;
 use vmm::linux::{self, Initrd, LinuxError};
 use vmm::multiboot::{self, Header};
@@ -115,12 +119,14 @@ fn handle(request: Request, bells: &Bells) -> Result<Response<Result<Reply, Refu
             arguments,
             memory_mib,
             modules,
+            disk,
         } => start(
             StartRequest {
                 image,
                 arguments,
                 modules,
                 memory_mib,
+                disk,
             },
             bells,
         ),
@@ -159,6 +165,8 @@ struct Guest {
     /// The boot files by number: the image, then the modules.
     paths: Vec<String>,
     kind: Kind,
+    /// The virtio disk's file and its size.
+    disk: Option<(String, u64)>,
 }
 
 impl Guest {
@@ -214,13 +222,14 @@ struct StartRequest {
     arguments: String,
     modules: Vec<BootModule>,
     memory_mib: u32,
+    disk: Option<String>,
 }
 
 /// Reads the image's header (or the whole of a small image) and the
 /// modules' lengths, and checks that they can boot with `memory_mib` of
 /// RAM: a Linux bzImage with at most an initrd, a 64-bit ELF file, or a
 /// multiboot kernel (whose placement is planned here, so a refusal comes
-/// at once).
+/// at once); and that the disk file, if any, is a disk.
 fn read_guest(
     slots: &Slots,
     buffer: Buffer,
@@ -230,10 +239,15 @@ fn read_guest(
         arguments,
         modules,
         memory_mib,
+        disk,
     }: StartRequest,
 ) -> Result<Guest, Refusal> {
     let ram_bytes = u64::from(memory_mib) << 20;
     let files = connected(files, slots, buffer).map_err(Refusal::NoImage)?;
+    let disk = disk
+        .map(|path| disk::check(files, &path).map(|bytes| (path, bytes)))
+        .transpose()
+        .map_err(Refusal::BadDisk)?;
     let no_file = |path: &str, error: fs::FilesError| Refusal::NoImage(format!("{path}: {error}"));
     let (handle, length) = files.open(&image, false).map_err(|error| no_file(&image, error))?;
     let wanted = if length <= MAX_HEAP_IMAGE {
@@ -261,6 +275,7 @@ fn read_guest(
         memory_mib,
         paths,
         kind: Kind::Elf64(Vec::new()),
+        disk,
     };
     let bad = |why: String| Refusal::BadImage(why);
     if linux::is_bzimage(&bytes) {
@@ -462,13 +477,34 @@ fn boot(
             return (format!("could not start: {what} ({error:?})"), Some(machine));
         }
     };
+    let mut disk = match &guest.disk {
+        Some((path, bytes)) => match DiskFile::open(files, path) {
+            Ok(file) => Some((file, *bytes)),
+            Err(why) => return (format!("could not start: {why}"), Some(machine)),
+        },
+        None => None,
+    };
+    let with_disk = guest
+        .disk
+        .as_ref()
+        .map(|(path, bytes)| format!(", disk {path} of {} sectors", bytes / SECTOR_BYTES))
+        .unwrap_or_default();
     println!(
-        "vmm: {name}: running {} ({} MiB; RAM made in {made_ms} ms, loaded in {} ms)",
+        "vmm: {name}: running {} ({} MiB{with_disk}; RAM made in {made_ms} ms, loaded in {} ms)",
         guest.image,
         guest.memory_mib,
         elapsed_ms(loading)
     );
-    let end = guest::run(&machine, state, name, &SHARED).to_string();
+    let backing = disk.as_mut().map(|(file, bytes)| guest::Disk {
+        backing: file,
+        bytes: *bytes,
+    });
+    let mut end = guest::run(&machine, state, name, &SHARED, backing).to_string();
+    if let Some((file, _)) = disk
+        && let Err(why) = file.close()
+    {
+        end = format!("{end} (its disk: {why})");
+    }
     (end, Some(machine))
 }
 

@@ -5,16 +5,22 @@
 //!
 //! At [`FLOATING_POINTER`] (in the 0xF0000–0xFFFFF range every OS scans):
 //! the 16-byte floating pointer structure, then the configuration table:
-//! a processor entry (local APIC ID 0, the boot processor), an ISA bus,
-//! the I/O APIC ([`IO_APIC_ID`] at [`IO_APIC`]), an I/O interrupt entry
-//! for every ISA interrupt but 2 (the cascade) with the PC's usual
-//! override, ISA 0 (the PIT) on pin [`IO_APIC_PIT_PIN`] and the others on
-//! the pin of their number (COM1: [`COM1_INTERRUPT`](vm_platform::COM1_INTERRUPT)), all edge-triggered
-//! and active high as the ISA bus is; and the local interrupts of the
-//! virtual-wire mode the local APIC starts in: the 8259A's ExtINT on
-//! LINT0 and NMI on LINT1.
+//! a processor entry (local APIC ID 0, the boot processor), the PCI bus
+//! (ID 0: an MP bus ID is the PCI bus number) and an ISA bus (ID 1), the
+//! I/O APIC ([`IO_APIC_ID`] at [`IO_APIC`]), an I/O interrupt entry for
+//! every ISA interrupt but 2 (the cascade) with the PC's usual override,
+//! ISA 0 (the PIT) on pin [`IO_APIC_PIT_PIN`] and the others on the pin of
+//! their number (COM1: [`COM1_INTERRUPT`](vm_platform::COM1_INTERRUPT)),
+//! all edge-triggered and active high as the ISA bus is; one for INTA of
+//! every PCI slot with a device, on pin
+//! [`FIRST_INTERRUPT_PIN`](vm_platform::pci::FIRST_INTERRUPT_PIN) + slot,
+//! level-triggered and active low as PCI interrupts are (the source is
+//! `slot << 2 | pin - 1`); and the local interrupts of the virtual-wire
+//! mode the local APIC starts in: the 8259A's ExtINT on LINT0 and NMI on
+//! LINT1.
 
 use alloc::vec::Vec;
+use vm_platform::pci::{FIRST_INTERRUPT_PIN, INTERRUPTING_SLOTS};
 use vm_platform::{IO_APIC, IO_APIC_ID, IO_APIC_PIT_PIN, LOCAL_APIC};
 
 /// Where the floating pointer structure goes; the configuration table
@@ -28,8 +34,16 @@ const HEADER_BYTES: usize = 44;
 const LOCAL_APIC_VERSION: u8 = 0x14;
 /// The I/O APIC's version (as `vmm::devices::ioapic` reports it).
 const IO_APIC_VERSION: u8 = 0x11;
+/// The PCI bus's ID in the table: its bus number.
+const PCI_BUS: u8 = 0;
 /// The ISA bus's ID in the table.
-const ISA_BUS: u8 = 0;
+const ISA_BUS: u8 = 1;
+/// I/O interrupt entry flags: polarity and trigger mode as the bus says
+/// (ISA: active high, edge).
+const BUS_DEFAULT: u8 = 0;
+/// I/O interrupt entry flags: active low (bits 0–1 = 3), level-triggered
+/// (bits 2–3 = 3).
+const LEVEL_ACTIVE_LOW: u8 = 0x0f;
 
 /// Entry types.
 mod entry {
@@ -87,28 +101,33 @@ pub fn build() -> Vec<u8> {
     entries.extend_from_slice(&((1u32 << 9) | 1).to_le_bytes());
     entries.extend_from_slice(&[0; 8]);
     count += 1;
-    entries.extend_from_slice(&[entry::BUS, ISA_BUS]);
-    entries.extend_from_slice(b"ISA   ");
-    count += 1;
+    for (id, name) in [(PCI_BUS, b"PCI   "), (ISA_BUS, b"ISA   ")] {
+        entries.extend_from_slice(&[entry::BUS, id]);
+        entries.extend_from_slice(name);
+        count += 1;
+    }
     entries.extend_from_slice(&[entry::IO_APIC, IO_APIC_ID, IO_APIC_VERSION, 1]);
     entries.extend_from_slice(&(IO_APIC as u32).to_le_bytes());
     count += 1;
-    // Flags 0: polarity and trigger mode as the bus says (ISA: active
-    // high, edge).
-    for irq in 0..16 {
-        if let Some(pin) = isa_pin(irq) {
-            entries.extend_from_slice(&[
-                entry::IO_INTERRUPT,
-                interrupt::VECTORED,
-                0,
-                0,
-                ISA_BUS,
-                irq,
-                IO_APIC_ID,
-                pin,
-            ]);
-            count += 1;
-        }
+    let routes = (0..16)
+        .filter_map(|irq| Some((BUS_DEFAULT, ISA_BUS, irq, isa_pin(irq)?)))
+        .chain(
+            INTERRUPTING_SLOTS
+                .into_iter()
+                .map(|slot| (LEVEL_ACTIVE_LOW, PCI_BUS, slot << 2, FIRST_INTERRUPT_PIN + slot)),
+        );
+    for (flags, bus, source, pin) in routes {
+        entries.extend_from_slice(&[
+            entry::IO_INTERRUPT,
+            interrupt::VECTORED,
+            flags,
+            0,
+            bus,
+            source,
+            IO_APIC_ID,
+            pin,
+        ]);
+        count += 1;
     }
     for (kind, lint) in [(interrupt::EXTERNAL, 0), (interrupt::NMI, 1)] {
         // To every local APIC (0xff).
@@ -144,8 +163,11 @@ mod tests {
         processors: Vec<(u8, u8)>,
         buses: Vec<(u8, [u8; 6])>,
         io_apics: Vec<(u8, u32)>,
-        /// (source IRQ, I/O APIC ID, pin) of vectored I/O interrupts.
+        /// (source IRQ, I/O APIC ID, pin) of vectored I/O interrupts from
+        /// the ISA bus.
         routes: Vec<(u8, u8, u8)>,
+        /// (flags, source, pin) of those from the PCI bus.
+        pci_routes: Vec<(u8, u8, u8)>,
         /// (interrupt type, LINT) of local interrupts.
         local: Vec<(u8, u8)>,
     }
@@ -194,8 +216,17 @@ mod tests {
                 }
                 3 => {
                     assert_eq!(entry[1], 0, "vectored");
-                    assert_eq!(entry[4], 0, "from the ISA bus");
-                    found.routes.push((entry[5], entry[6], entry[7]));
+                    match &found.buses.iter().find(|bus| bus.0 == entry[4]).expect("a known bus").1 {
+                        b"ISA   " => {
+                            assert_eq!(entry[2], 0, "as the ISA bus says");
+                            found.routes.push((entry[5], entry[6], entry[7]));
+                        }
+                        b"PCI   " => {
+                            assert_eq!(entry[6], IO_APIC_ID);
+                            found.pci_routes.push((entry[2], entry[5], entry[7]));
+                        }
+                        other => panic!("an interrupt from bus {other:?}"),
+                    }
                     8
                 }
                 4 => {
@@ -219,7 +250,7 @@ mod tests {
         bios[..table.len()].copy_from_slice(&table);
         let found = parse(&bios, FLOATING_POINTER);
         assert_eq!(found.processors, [(0, 0b11)], "APIC ID 0, enabled boot processor");
-        assert_eq!(found.buses, [(0, *b"ISA   ")]);
+        assert_eq!(found.buses, [(0, *b"PCI   "), (1, *b"ISA   ")], "PCI bus 0 has MP bus ID 0");
         assert_eq!(found.io_apics, [(IO_APIC_ID, IO_APIC as u32)]);
         assert_eq!(found.routes.len(), 15, "ISA 0..16 without the cascade");
         assert!(found.routes.iter().all(|route| route.1 == IO_APIC_ID));
@@ -232,6 +263,23 @@ mod tests {
         pins.dedup();
         assert_eq!(pins.len(), 15, "no two ISA interrupts share a pin");
         assert_eq!(found.local, [(interrupt::EXTERNAL, 0), (interrupt::NMI, 1)]);
+    }
+
+    #[test]
+    fn pci_slots_interrupt_level_triggered_and_active_low_on_pins_no_isa_interrupt_uses() {
+        let table = build();
+        let mut bios = alloc::vec![0u8; 0x1_0000];
+        bios[..table.len()].copy_from_slice(&table);
+        let found = parse(&bios, FLOATING_POINTER);
+        let expected: Vec<(u8, u8, u8)> = INTERRUPTING_SLOTS
+            .iter()
+            .map(|&slot| (0x0f, slot << 2, FIRST_INTERRUPT_PIN + slot))
+            .collect();
+        assert_eq!(found.pci_routes, expected, "INTA (pin - 1 = 0) of each slot");
+        for (_, _, pin) in &found.pci_routes {
+            assert!(found.routes.iter().all(|route| route.2 != *pin));
+            assert!(usize::from(*pin) < crate::devices::ioapic::PINS);
+        }
     }
 
     #[test]

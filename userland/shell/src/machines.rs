@@ -11,13 +11,15 @@ use service::{CallError, Client};
 use vmm::{BootModule, MAX_INPUT, Refusal, Reply, Request, Vmm};
 
 /// The commands this module runs, for the help text.
-pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS]
+pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... [--disk FILE] IMAGE [ARGS]
              boots a guest image (64-bit ELF, multiboot or Linux
              bzImage) from the filesystem on an idle VMM instance, with
              MIB of RAM (16) and command line ARGS; each --module gives a
              multiboot kernel a module, its command line PATH and the
              ARGs, commas for spaces; a Linux kernel's one module is its
-             initrd
+             initrd; --disk gives the guest a virtio disk whose sectors
+             are FILE's (a whole number of 512-byte sectors), written in
+             place
   vm start linux
              boots the Linux guest (/vmlinuz with /initrd.img, 128 MiB)
              and attaches the console to it, as vm console does
@@ -229,8 +231,8 @@ fn ended(client: &Client<Vmm>) -> Result<Option<String>, String> {
 }
 
 /// The `vm` command's forms.
-const USAGE: &str = "usage: vm start [-m MIB] [--module PATH[,ARG]...]... IMAGE [ARGS] | vm start linux | vm list \
-                     | vm stop ID | vm console ID";
+const USAGE: &str = "usage: vm start [-m MIB] [--module PATH[,ARG]...]... [--disk FILE] IMAGE [ARGS] | vm start linux \
+                     | vm list | vm stop ID | vm console ID";
 
 /// What `vm start linux` asks for: the kernel with its initrd and the
 /// default command line.
@@ -243,6 +245,7 @@ fn linux() -> Request {
             path: String::from(LINUX_INITRD),
             arguments: String::new(),
         }],
+        disk: None,
     }
 }
 
@@ -252,6 +255,7 @@ fn linux() -> Request {
 fn parse_start(words: &[&str]) -> Result<Request, String> {
     let mut memory_mib = DEFAULT_MIB;
     let mut modules = Vec::new();
+    let mut disk = None;
     let mut rest = words;
     loop {
         match rest {
@@ -268,13 +272,20 @@ fn parse_start(words: &[&str]) -> Result<Request, String> {
                 });
                 rest = after;
             }
-            ["-m" | "--module"] | [] => return Err(String::from(USAGE)),
+            ["--disk", file, after @ ..] => {
+                if disk.replace(String::from(*file)).is_some() {
+                    return Err(String::from("a guest has one --disk"));
+                }
+                rest = after;
+            }
+            ["-m" | "--module" | "--disk"] | [] => return Err(String::from(USAGE)),
             [image, command_line @ ..] => {
                 return Ok(Request::Start {
                     image: String::from(*image),
                     arguments: command_line.join(" "),
                     memory_mib,
                     modules,
+                    disk,
                 });
             }
         }
@@ -293,6 +304,7 @@ impl core::fmt::Display for AnswerError {
             Self::Refused(Refusal::Busy) => write!(f, "busy"),
             Self::Refused(Refusal::NoImage(why)) => write!(f, "no image: {why}"),
             Self::Refused(Refusal::BadImage(why)) => write!(f, "bad image: {why}"),
+            Self::Refused(Refusal::BadDisk(why)) => write!(f, "bad disk: {why}"),
             Self::Refused(Refusal::BadMemorySize) => write!(f, "memory must be 1..={} MiB", vmm::MAX_MEMORY_MIB),
             Self::Refused(Refusal::CannotRun(why)) => write!(f, "cannot run: {why}"),
             Self::Refused(Refusal::NotRunning) => write!(f, "no guest runs"),

@@ -20,9 +20,9 @@
 //! then the transmitter. OUT2 in the modem control register gates the
 //! line, as on a PC.
 
+use super::output_line::OutputLine;
 use alloc::collections::VecDeque;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 /// The 16550's receive FIFO.
 pub const FIFO_BYTES: usize = 16;
@@ -45,7 +45,7 @@ pub struct Uart {
     /// Received bytes the guest has not read.
     received: VecDeque<u8>,
     /// The line being written.
-    line: Vec<u8>,
+    line: OutputLine,
 }
 
 /// Line status: data ready.
@@ -174,29 +174,13 @@ impl Uart {
 
     /// Takes a transmitted byte; a newline (or a full line) finishes one.
     pub fn transmit(&mut self, byte: u8) -> Option<String> {
-        if byte == b'\n' || self.line.len() >= 200 {
-            if byte != b'\n' {
-                self.line.push(byte);
-            }
-            let line = String::from_utf8_lossy(&self.line).into_owned();
-            self.line.clear();
-            return Some(line);
-        }
-        if byte != b'\r' {
-            self.line.push(byte);
-        }
-        None
+        self.line.push(byte)
     }
 
     /// Takes the unfinished line, if there is one (see
     /// [`Devices::unfinished_line`](super::Devices::unfinished_line)).
     pub fn flush(&mut self) -> Option<String> {
-        if self.line.is_empty() {
-            return None;
-        }
-        let line = String::from_utf8_lossy(&self.line).into_owned();
-        self.line.clear();
-        Some(line)
+        self.line.take()
     }
 
     fn fifo_enabled(&self) -> bool {
