@@ -138,6 +138,16 @@ fn wait_until_ended(machine: &mut Machine) {
     }
 }
 
+/// Waits for `text` to appear once more than it has so far.
+fn wait_for_new(machine: &mut Machine, text: &str) {
+    let seen = machine.output().matches(text).count();
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while machine.output().matches(text).count() == seen {
+        assert!(Instant::now() < deadline, "no new {text:?}:\n{}", machine.output());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A host file of `bytes` under target/disks, to put on a test disk.
 fn host_file(name: &str, bytes: &[u8]) -> PathBuf {
     let path = image_builder::workspace_root().join("target/disks").join(name);
@@ -157,7 +167,7 @@ fn guest_md5(output: &str, name: &str) -> String {
 }
 
 /// Linux finds our PCI bus and the virtio disk on its own (`acpi=off`, no
-/// `pci=` option). 16 MiB it writes to `/dev/vda` while our block driver
+/// `pci=` option). 24 MiB it writes to `/dev/vda` while our block driver
 /// is restarted reach the file unharmed (the guest sees no error), read
 /// back the same after the guest reboots, and are in the file on the
 /// host's copy of our disk afterwards; a shell on the virtio console
@@ -195,31 +205,39 @@ fn linux_keeps_its_virtio_disk_through_a_driver_restart_and_a_reboot() {
     in_guest(&mut machine, "cat /sys/block/vda/size", 1);
     in_guest(
         &mut machine,
-        "echo written-by-linux > /dev/vda; dd if=/dev/urandom of=/tmp/data bs=64k count=256 2>/dev/null; \
+        "echo written-by-linux > /dev/vda; dd if=/dev/urandom of=/tmp/data bs=64k count=384 2>/dev/null; \
          md5sum /tmp/data",
         2,
     );
-    // The write runs on while our shell restarts the block driver under
-    // the filesystem the disk file lives in.
-    machine.type_text(
-        "(dd if=/tmp/data of=/dev/vda bs=64k seek=16 conv=fsync 2>/dev/null && echo =write-ok=) &\n",
+    // The write: the same 24 MiB four times over, each pass synced, so it
+    // is still going when our shell restarts the block driver.
+    in_guest(
+        &mut machine,
+        "echo 'echo =write-\"\"start=; for pass in 1 2 3 4; do dd if=/tmp/data of=/dev/vda bs=64k seek=16 \
+         conv=fsync 2>/dev/null || exit 1; done; echo =write-\"\"ok=' > /tmp/write",
+        3,
     );
+    machine.type_text("sh /tmp/write &\n");
+    wait_for_new(&mut machine, "=write-start=");
     machine.type_text("\x1d");
     machine.wait_for("vm0: console detached", BOOT_TIMEOUT);
     machine.type_text("restart virtio-blk\n");
     machine.wait_for("init: restarted 'virtio-blk'", BOOT_TIMEOUT);
     machine.type_text("vm console vm0\n");
     machine.wait_for("vm0: console attached", BOOT_TIMEOUT);
-    machine.wait_for("vm0: =write-ok=", COMMAND_TIMEOUT);
+    machine.wait_for("=write-ok=", COMMAND_TIMEOUT);
+    let output = machine.output();
+    let (restarted, written) = (output.find("init: restarted 'virtio-blk'"), output.find("=write-ok="));
+    assert!(restarted < written, "the write ended before the driver restarted:\n{output}");
     in_guest(
         &mut machine,
-        "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=64k skip=16 count=256 2>/dev/null | md5sum",
-        3,
+        "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=64k skip=16 count=384 2>/dev/null | md5sum",
+        4,
     );
     // A shell on hvc0: once it writes there, input goes to it.
     machine.type_text("setsid sh -c 'echo =hvc$((40 + 2))=; exec sh -i' </dev/hvc0 >/dev/hvc0 2>&1 &\n");
     machine.wait_for("=hvc42=", COMMAND_TIMEOUT);
-    in_guest(&mut machine, "tty", 4);
+    in_guest(&mut machine, "tty", 5);
 
     // Reboot the guest (a triple fault ends it) and read the disk again.
     machine.type_text("reboot -f\n");
@@ -235,9 +253,9 @@ fn linux_keeps_its_virtio_disk_through_a_driver_restart_and_a_reboot() {
     machine.wait_for("vm0: console attached", BOOT_TIMEOUT);
     in_guest(
         &mut machine,
-        "head -c 16 /dev/vda | tr - +; echo; dd if=/dev/vda bs=64k skip=16 count=256 2>/dev/null | md5sum > /tmp/again; \
+        "head -c 16 /dev/vda | tr - +; echo; dd if=/dev/vda bs=64k skip=16 count=384 2>/dev/null | md5sum > /tmp/again; \
          sed 's/-$/again/' /tmp/again",
-        5,
+        6,
     );
     machine.type_text("reboot -f\n");
     wait_until_ended(&mut machine);
