@@ -1008,18 +1008,26 @@ fn peer_died_on_reply() -> Check {
     )
 }
 
-fn faults_as_ipc() -> Check {
-    let pager = ok(MEMORY.create_endpoint(fresh()), "pager endpoint")?;
+/// Starts a child playing `role` whose faults come to a new endpoint (badged
+/// `badge`), and receives its first fault, checking label and badge. This
+/// thread blocks in that receive before the child runs, so the kernel
+/// builds the fault message in the exception's own path.
+fn first_fault_of(role: Role, argument: u64, badge: u64) -> Result<(Endpoint, Process, [u64; abi::REGISTER_WORDS]), String> {
+    let handler = ok(MEMORY.create_endpoint(fresh()), "fault handler endpoint")?;
     let fault_endpoint = Endpoint(fresh());
     ok(
-        capability::mint(pager, Destination::own(fault_endpoint.0), Rights::WRITE, 77),
+        capability::mint(handler, Destination::own(fault_endpoint.0), Rights::WRITE, badge),
         "mint fault badge",
     )?;
-    let child = start_child(Role::PagedWriter, 0x5eed, pager, Some(fault_endpoint))?;
-    let fault_message = ok(pager.receive(), "receive fault")?;
-    let words = fault_message.message.words;
+    let child = start_child(role, argument, handler, Some(fault_endpoint))?;
+    let fault_message = ok(handler.receive(), "receive fault")?;
     ensure(fault_message.message.label == fault::FAULT_LABEL, "fault label")?;
-    ensure(fault_message.badge == 77, "fault carries the fault endpoint's badge")?;
+    ensure(fault_message.badge == badge, "fault carries the fault endpoint's badge")?;
+    Ok((handler, child, fault_message.message.words))
+}
+
+fn faults_as_ipc() -> Check {
+    let (pager, child, words) = first_fault_of(Role::PagedWriter, 0x5eed, 77)?;
     ensure(
         words[fault::word::VECTOR] == 14,
         &format!("vector {}", words[fault::word::VECTOR]),
@@ -1052,18 +1060,8 @@ fn faults_as_ipc() -> Check {
 /// them) assume a clear direction flag; the exception entry must clear it
 /// whatever the thread left there.
 fn exception_with_direction_flag_set() -> Check {
-    let handler = ok(MEMORY.create_endpoint(fresh()), "handler endpoint")?;
-    let fault_endpoint = Endpoint(fresh());
-    ok(
-        capability::mint(handler, Destination::own(fault_endpoint.0), Rights::WRITE, 78),
-        "mint fault badge",
-    )?;
-    let child = start_child(Role::BackwardFault, 0, handler, Some(fault_endpoint))?;
-    // This thread blocks here before the child runs, so the kernel builds
-    // the fault message in the exception's own path, DF as the child left it.
-    let fault_message = ok(handler.receive(), "receive fault")?;
-    let words = fault_message.message.words;
-    ensure(fault_message.message.label == fault::FAULT_LABEL, "fault label")?;
+    // The fault message is built with DF as the child left it.
+    let (_, child, words) = first_fault_of(Role::BackwardFault, 0, 78)?;
     ensure(
         words[fault::word::VECTOR] == 6 && words[fault::word::ERROR_CODE] == 0 && words[fault::word::ADDRESS] == 0,
         &format!("fault words {:x?}", &words[..5]),
