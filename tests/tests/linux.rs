@@ -103,12 +103,7 @@ fn boot_answer_and_panic(mut machine: Machine, disk: &Path, backend: &str) {
     machine.wait_for("NAME             STATE", BOOT_TIMEOUT);
     // The instance is busy until the kernel has its RAM back, then idle
     // for the next guest.
-    let deadline = Instant::now() + BOOT_TIMEOUT;
-    while !machine.output().contains("vm0   ended") {
-        assert!(Instant::now() < deadline, "vm0 never ended:\n{}", machine.output());
-        machine.type_text("vm list\n");
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    wait_listed_ended(&mut machine);
     machine.type_text("echo still-here\n");
     machine.wait_for("\nstill-here", BOOT_TIMEOUT);
     machine.type_text("poweroff\n");
@@ -152,14 +147,15 @@ fn in_guest(machine: &mut Machine, command: &str, marker: u32) {
 }
 
 /// Waits until the attached guest has ended (which returns the console
-/// to our shell) and vm0 has given its RAM back (`vm list` says `ended`).
+/// to our shell) and vm0 has given its RAM back.
 fn wait_until_ended(machine: &mut Machine) {
-    let ends = machine.output().matches("vm0: the guest ended").count();
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while machine.output().matches("vm0: the guest ended").count() == ends {
-        assert!(Instant::now() < deadline, "the guest did not end:\n{}", machine.output());
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_for_new(machine, "vm0: the guest ended");
+    wait_listed_ended(machine);
+}
+
+/// Asks `vm list` until it shows vm0 ended once more: the instance is
+/// busy until the kernel has its guest's RAM back.
+fn wait_listed_ended(machine: &mut Machine) {
     let listed = machine.output().matches("vm0   ended").count();
     let deadline = Instant::now() + BOOT_TIMEOUT;
     while machine.output().matches("vm0   ended").count() == listed {
@@ -172,7 +168,12 @@ fn wait_until_ended(machine: &mut Machine) {
 /// Waits for `text` to appear once more than it has so far.
 fn wait_for_new(machine: &mut Machine, text: &str) {
     let seen = machine.output().matches(text).count();
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    wait_for_more(machine, text, seen, COMMAND_TIMEOUT);
+}
+
+/// Waits until `text` appears more than `seen` times.
+fn wait_for_more(machine: &mut Machine, text: &str, seen: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     while machine.output().matches(text).count() == seen {
         assert!(Instant::now() < deadline, "no new {text:?}:\n{}", machine.output());
         std::thread::sleep(Duration::from_millis(200));
@@ -275,11 +276,7 @@ fn linux_keeps_its_virtio_disk_through_a_driver_restart_and_a_reboot() {
     wait_until_ended(&mut machine);
     let boots = machine.output().matches(READY).count();
     machine.type_text(&format!("{start} --disk /guest.img /vmlinuz\n"));
-    let deadline = Instant::now() + LINUX_BOOT_TIMEOUT;
-    while machine.output().matches(READY).count() == boots {
-        assert!(Instant::now() < deadline, "the guest did not come back:\n{}", machine.output());
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_for_more(&mut machine, READY, boots, LINUX_BOOT_TIMEOUT);
     machine.type_text("vm console vm0\n");
     machine.wait_for("vm0: console attached", BOOT_TIMEOUT);
     in_guest(
