@@ -2,7 +2,7 @@
 //! each boot stage takes. Figures, not pass/fail: compare them across
 //! changes.
 
-use image_builder::qemu::{self, Firmware};
+use image_builder::qemu::{self, DiskBus, Firmware};
 use image_builder::{BuildOptions, Images, data_disk, workspace_root};
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
@@ -28,7 +28,8 @@ const DISK_TIMEOUT: Duration = Duration::from_secs(600);
 /// firmwares.
 pub fn run() -> Result<(), String> {
     ipc()?;
-    disk()?;
+    disk("systems/diskbench.toml", DiskBus::Virtio, "virtio-blk")?;
+    disk("systems/diskbench-ata.toml", DiskBus::Ide, "ata, programmed I/O")?;
     let images = image_builder::build(&BuildOptions {
         release: true,
         ..BuildOptions::default()
@@ -93,19 +94,20 @@ fn ipc() -> Result<(), String> {
     Ok(())
 }
 
-/// Boots the diskbench image (release) with a fresh scratch disk and
-/// prints sequential throughput through the block driver alone and through
-/// the filesystem server.
-fn disk() -> Result<(), String> {
+/// Boots the diskbench image of `system` (release) with a fresh scratch
+/// disk on `bus` and prints sequential throughput through the block driver
+/// (`driver` names it in the table's title) alone and through the
+/// filesystem server.
+fn disk(system: &str, bus: DiskBus, driver: &str) -> Result<(), String> {
     let options = BuildOptions {
         release: true,
-        system: Some(String::from("systems/diskbench.toml")),
+        system: Some(String::from(system)),
         ..BuildOptions::default()
     };
     let images = image_builder::build(&options).map_err(|error| error.to_string())?;
     let disk = workspace_root().join(BENCH_DISK);
     data_disk::create(&disk, BENCH_DISK_MIB, BENCH_FILESYSTEM_MIB, None).map_err(|error| error.to_string())?;
-    let mut command = qemu::command(&images.bios, Firmware::Bios, Some(qemu::DataDisk::virtio(&disk)), false)
+    let mut command = qemu::command(&images.bios, Firmware::Bios, Some(qemu::DataDisk { path: &disk, bus }), false)
         .map_err(|error| error.to_string())?;
     let mut child = command
         .stdin(Stdio::null())
@@ -165,7 +167,7 @@ fn disk() -> Result<(), String> {
                 .filter(|rest| rest.contains("per pass"))
         })
         .unwrap_or("sequential passes");
-    println!("sequential disk throughput, {setup}; release build, QEMU TCG (virtio-blk)");
+    println!("sequential disk throughput, {setup}; release build, QEMU TCG ({driver})");
     println!("{:<6} {:>12} {:>12} {:>10}", "", "raw driver", "through fs", "fs / raw");
     for operation in ["write", "read"] {
         let raw = figure(&format!("raw {operation}"))?;

@@ -275,7 +275,11 @@ impl AddressSpace {
         })
     }
 
-    fn check_user(&self, address: VirtAddr, len: usize, write: bool) -> Result<(), MapError> {
+    /// Checks that every byte of `[address, address+len)` is mapped
+    /// user-accessible (and user-writable with `write`), as `read_user` and
+    /// `write_user` do before they copy: for a syscall that must not start
+    /// an operation it could not finish.
+    pub fn check_user(&self, address: VirtAddr, len: usize, write: bool) -> Result<(), MapError> {
         let end = address
             .as_u64()
             .checked_add(len as u64)

@@ -1,14 +1,14 @@
 //! Device syscalls: interrupt lines, I/O ports and device memory, each
 //! made from a control capability that only init receives.
 
-use super::{Arguments, Completion, capability, empty_slot, wrong_type};
+use super::{Arguments, Completion, address_space_of, address_space_of_mut, capability, empty_slot, wrong_type};
 use crate::arch::{apic, port};
 use crate::object::frame::Frame;
 use crate::object::irq::LINES;
 use crate::object::{ObjectRef, Objects, original};
-use abi::{Error, ErrorKind, KERNEL_PORTS, Rights};
+use abi::{Error, ErrorKind, KERNEL_PORTS, PORT_STRING_MAX, Rights};
 use kernel_core::scheduler::ThreadId;
-use x86_64::PhysAddr;
+use x86_64::{PhysAddr, VirtAddr};
 use x86_64::structures::paging::PhysFrame;
 
 /// IrqCreate.
@@ -137,6 +137,59 @@ pub fn port_read(objects: &mut Objects, caller: ThreadId, arguments: Arguments) 
 pub fn port_write(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
     let (port, width) = checked_port(objects, caller, arguments, Rights::WRITE)?;
     port::write(port, width, arguments.get(3));
+    Ok(Completion::Done)
+}
+
+/// The port, width, buffer address and length of a PortReadString or
+/// PortWriteString, each checked; the buffer must be mapped for the copy
+/// (writable for a read) before any port is touched.
+fn checked_string(
+    objects: &Objects,
+    caller: ThreadId,
+    arguments: Arguments,
+    rights: Rights,
+) -> Result<(u16, u8, VirtAddr, usize), Error> {
+    let (port, width) = checked_port(objects, caller, arguments, rights)?;
+    let length = usize::try_from(arguments.get(4))
+        .ok()
+        .filter(|&length| length > 0 && length <= PORT_STRING_MAX && length % usize::from(width) == 0)
+        .ok_or(Error::in_argument(ErrorKind::InvalidLength, 4))?;
+    let address = VirtAddr::try_new(arguments.get(3)).map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 3))?;
+    address_space_of(objects, caller)
+        .ok_or(Error::new(ErrorKind::InvalidState))?
+        // Reading the port writes the buffer.
+        .check_user(address, length, rights == Rights::READ)
+        .map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 3))?;
+    Ok((port, width, address, length))
+}
+
+/// PortReadString.
+pub fn port_read_string(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
+    let (port, width, address, length) = checked_string(objects, caller, arguments, Rights::READ)?;
+    let mut buffer = [0u8; PORT_STRING_MAX];
+    let items = buffer
+        .get_mut(..length)
+        .ok_or(Error::in_argument(ErrorKind::InvalidLength, 4))?;
+    port::read_string(port, width, items);
+    address_space_of_mut(objects, caller)
+        .ok_or(Error::new(ErrorKind::InvalidState))?
+        .write_user(address, items, true)
+        .map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 3))?;
+    Ok(Completion::Done)
+}
+
+/// PortWriteString.
+pub fn port_write_string(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
+    let (port, width, address, length) = checked_string(objects, caller, arguments, Rights::WRITE)?;
+    let mut buffer = [0u8; PORT_STRING_MAX];
+    let items = buffer
+        .get_mut(..length)
+        .ok_or(Error::in_argument(ErrorKind::InvalidLength, 4))?;
+    address_space_of(objects, caller)
+        .ok_or(Error::new(ErrorKind::InvalidState))?
+        .read_user(address, items)
+        .map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 3))?;
+    port::write_string(port, width, items);
     Ok(Completion::Done)
 }
 

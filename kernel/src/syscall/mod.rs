@@ -124,6 +124,8 @@ fn run(objects: &mut Objects, caller: ThreadId, syscall: Syscall, arguments: Arg
         IrqAcknowledge => device::irq_acknowledge(objects, caller, arguments),
         PortRead => device::port_read(objects, caller, arguments),
         PortWrite => device::port_write(objects, caller, arguments),
+        PortReadString => device::port_read_string(objects, caller, arguments),
+        PortWriteString => device::port_write_string(objects, caller, arguments),
         IrqCreate => device::irq_create(objects, caller, arguments),
         PortsCreate => device::ports_create(objects, caller, arguments),
         DeviceFrameCreate => device::device_frame_create(objects, caller, arguments),
@@ -156,6 +158,15 @@ fn debug_write(objects: &mut Objects, caller: ThreadId, arguments: Arguments) ->
 pub fn address_space_of(objects: &Objects, thread: ThreadId) -> Option<&crate::object::address_space::AddressSpace> {
     let id = objects.threads.get(thread.0)?.address_space?;
     objects.address_spaces.get(id)
+}
+
+/// The address space the thread runs in, to write to.
+pub fn address_space_of_mut(
+    objects: &mut Objects,
+    thread: ThreadId,
+) -> Option<&mut crate::object::address_space::AddressSpace> {
+    let id = objects.threads.get(thread.0)?.address_space?;
+    objects.address_spaces.get_mut(id)
 }
 
 /// The slot `index` of the caller's CSpace, checked to exist (argument

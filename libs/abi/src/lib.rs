@@ -41,4 +41,4 @@ pub use message::{
 };
 pub use object::ObjectType;
 pub use rights::Rights;
-pub use syscall::{DEBUG_WRITE_MAX, KERNEL_PORTS, MAX_SLEEP_TICKS, Syscall};
+pub use syscall::{DEBUG_WRITE_MAX, KERNEL_PORTS, MAX_SLEEP_TICKS, PORT_STRING_MAX, Syscall};

@@ -157,6 +157,17 @@ syscalls! {
     /// 0 = device-memory-control slot, 1 = physical address (page-aligned,
     /// not RAM), 2 = destination slot.
     DeviceFrameCreate = 66,
+    /// Reads one port over and over into the caller's memory (x86's INS),
+    /// as a device's data register is drained: 0 = I/O-ports slot, 1 =
+    /// port, 2 = width in bytes (1, 2, 4), 3 = address of the buffer
+    /// (mapped user-writable), 4 = its length in bytes (a multiple of the
+    /// width, at most [`PORT_STRING_MAX`]). The buffer is checked before
+    /// the first read, so a refused call has read nothing.
+    PortReadString = 67,
+    /// Writes the caller's buffer to one port, an item of the width at a
+    /// time (x86's OUTS): arguments as [`PortReadString`](Self::PortReadString),
+    /// the buffer mapped user-readable.
+    PortWriteString = 68,
     /// Maps one of the caller's RAM frames into a guest memory: 0 = guest
     /// memory slot (needs write), 1 = frame slot, 2 = guest-physical address
     /// (page-aligned, below [`GUEST_PHYSICAL_END`](crate::vcpu::GUEST_PHYSICAL_END)),
@@ -192,6 +203,12 @@ pub const KERNEL_PORTS: [(u16, u16); 6] = [
     (crate::debug_exit::PORT, 4),
     (crate::debug_exit::BOCHS_SHUTDOWN_PORT, 1),
 ];
+
+/// The most bytes one [`Syscall::PortReadString`] or
+/// [`Syscall::PortWriteString`] moves: two ATA sectors. Bounds the time the
+/// kernel spends in one call, as a port access on real hardware may take a
+/// microsecond.
+pub const PORT_STRING_MAX: usize = 1024;
 
 /// The longest one [`Syscall::Sleep`] may ask for: ten minutes at 100 Hz.
 pub const MAX_SLEEP_TICKS: u64 = 60_000;

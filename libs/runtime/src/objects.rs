@@ -319,6 +319,33 @@ impl IoPorts {
         )
         .map(drop)
     }
+
+    /// Reads `port` once for each `width`-byte item of `items` (x86's
+    /// INS): a device's data register drained in one call.
+    ///
+    /// # Errors
+    /// As [`IoPorts::read`]; `InvalidLength` for a length that is not a
+    /// multiple of `width` or is over [`abi::PORT_STRING_MAX`].
+    pub fn read_string(self, port: u16, width: u8, items: &mut [u8]) -> Result<(), Error> {
+        call(
+            Syscall::PortReadString,
+            &[self.0.0, u64::from(port), u64::from(width), items.as_mut_ptr() as u64, items.len() as u64],
+        )
+        .map(drop)
+    }
+
+    /// Writes each `width`-byte item of `items` to `port` in turn (x86's
+    /// OUTS).
+    ///
+    /// # Errors
+    /// As [`IoPorts::read_string`].
+    pub fn write_string(self, port: u16, width: u8, items: &[u8]) -> Result<(), Error> {
+        call(
+            Syscall::PortWriteString,
+            &[self.0.0, u64::from(port), u64::from(width), items.as_ptr() as u64, items.len() as u64],
+        )
+        .map(drop)
+    }
 }
 
 impl DeviceMemoryControl {

@@ -32,7 +32,6 @@ const CONTROL_PORT: u16 = 0x376;
 const SOFTWARE_RESET: u64 = 0x04;
 /// Timer ticks the drive may stay busy after a reset.
 const RESET_POLLS: u32 = 100;
-const WORDS: usize = SECTOR_SIZE / 2;
 
 /// The disk.
 struct Disk {
@@ -87,6 +86,14 @@ fn write_register(offset: u16, value: u8) -> Result<(), Error> {
         .map_err(|_| Error::Device)
 }
 
+/// Drains one sector from the data register, a 16-bit word at a time
+/// (little-endian, as the device sends them).
+fn read_data(sector: &mut [u8; SECTOR_SIZE]) -> Result<(), Error> {
+    COMMAND_BLOCK
+        .read_string(BASE + register::DATA, 2, sector)
+        .map_err(|_| Error::Device)
+}
+
 impl Disk {
     /// Enables the channel's interrupt and identifies the master drive.
     fn start(slots: &Slots, memory: Memory) -> Result<Self, &'static str> {
@@ -125,12 +132,12 @@ impl Disk {
             return Err("no drive on the secondary channel");
         }
         write_register(register::STATUS_COMMAND, command::IDENTIFY).map_err(|_| "no command ports")?;
-        let mut words = [0u16; 256];
         disk.wait_for_data().map_err(|_| "no ATA disk answers IDENTIFY")?;
-        for word in &mut words {
-            *word = COMMAND_BLOCK
-                .read(BASE + register::DATA, 2)
-                .map_err(|_| "no data port")? as u16;
+        let mut data = [0u8; SECTOR_SIZE];
+        read_data(&mut data).map_err(|_| "no data port")?;
+        let mut words = [0u16; SECTOR_SIZE / 2];
+        for (word, bytes) in words.iter_mut().zip(data.as_chunks::<2>().0) {
+            *word = u16::from_le_bytes(*bytes);
         }
         disk.identity = parse_identity(&words).ok_or("the disk has no 48-bit addressing")?;
         Ok(disk)
@@ -199,12 +206,7 @@ impl block::Driver for Disk {
             if self.wait_for_data()? & status::DATA_REQUEST == 0 {
                 return Err(Error::Device);
             }
-            for word in 0..WORDS {
-                let value = COMMAND_BLOCK
-                    .read(BASE + register::DATA, 2)
-                    .map_err(|_| Error::Device)? as u16;
-                data[2 * word..2 * word + 2].copy_from_slice(&value.to_le_bytes());
-            }
+            read_data(&mut data)?;
             transfer
                 .write(bytes.start + index * SECTOR_SIZE, &data)
                 .map_err(|_| Error::NoBuffer)?;
@@ -231,12 +233,9 @@ impl block::Driver for Disk {
             if state & status::DATA_REQUEST == 0 {
                 return Err(Error::Device);
             }
-            for &word in data.as_chunks::<2>().0 {
-                let value = u16::from_le_bytes(word);
-                COMMAND_BLOCK
-                    .write(BASE + register::DATA, 2, u64::from(value))
-                    .map_err(|_| Error::Device)?;
-            }
+            COMMAND_BLOCK
+                .write_string(BASE + register::DATA, 2, &data)
+                .map_err(|_| Error::Device)?;
         }
         // The interrupt after the last sector reports the command's end.
         self.wait_for_data().map(drop)

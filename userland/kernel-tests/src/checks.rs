@@ -10,8 +10,8 @@ use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
 use runtime::capability::{
-    self, AddressSpace, CSpace, Destination, DeviceMemoryControl, Endpoint, Frame, IrqControl, Memory, Notification,
-    PortControl, Slot, Slots, Thread,
+    self, AddressSpace, CSpace, Destination, DeviceMemoryControl, Endpoint, Frame, IoPorts, IrqControl, Memory,
+    Notification, PortControl, Slot, Slots, Thread,
 };
 use runtime::ipc::{Buffer, Message};
 use runtime::println;
@@ -1177,6 +1177,7 @@ fn ports_and_device_memory() -> Check {
         "mint",
     )?;
     expect_error(read_only.write(0x70, 1, 0), ErrorKind::InsufficientRights, Some(0))?;
+    port_strings(ports, read_only)?;
     let devices = DeviceMemoryControl(Slot(slot::DEVICE_MEMORY_CONTROL));
     expect_error(devices.create(0x10_0000, fresh()), ErrorKind::InvalidAddress, Some(1))?;
     expect_error(devices.create(0xfee0_0000, fresh()), ErrorKind::InvalidAddress, Some(1))?;
@@ -1188,6 +1189,45 @@ fn ports_and_device_memory() -> Check {
     )?;
     ok(OWN_SPACE.unmap(TEST_PAGES + 0x20_0000), "unmap device frame")?;
     Ok(())
+}
+
+/// PortReadString and PortWriteString on the CMOS ports `ports` (0x70 and
+/// 0x71; `read_only` is a copy with only the read right): a register read
+/// over and over is the same each time, a written string leaves its last
+/// item selected, and bad lengths, buffers and rights are refused.
+fn port_strings(ports: IoPorts, read_only: IoPorts) -> Check {
+    const SELECT: u16 = 0x70;
+    const DATA: u16 = 0x71;
+    // Registers A and B, with NMIs kept off (bit 7), as `interrupts` does.
+    let [a, b] = [0x8a, 0x8b].map(|register| {
+        ports
+            .write(SELECT, 1, register)
+            .and_then(|()| ports.read(DATA, 1))
+            .map(|value| value as u8)
+    });
+    let (a, b) = (ok(a, "read A")?, ok(b, "read B")?);
+    ensure(a != b, &format!("registers A and B both read {a:#x}"))?;
+    let mut items = [0u8; 8];
+    ok(read_only.read_string(DATA, 1, &mut items), "read B eight times")?;
+    ensure(items == [b; 8], &format!("B read {items:x?}, not {b:#x} each time"))?;
+    ok(ports.write_string(SELECT, 1, &[0x8c, 0x8a, 0x8b]), "select C, A, then B")?;
+    let selected = ok(ports.read(DATA, 1), "read the selected register")? as u8;
+    ensure(selected == b, &format!("after the string, {selected:#x} is selected, not B ({b:#x})"))?;
+
+    expect_error(ports.read_string(SELECT, 3, &mut items), ErrorKind::InvalidArgument, Some(2))?;
+    expect_error(ports.read_string(DATA, 2, &mut items), ErrorKind::InvalidArgument, Some(1))?;
+    expect_error(ports.read_string(SELECT, 2, &mut items[..3]), ErrorKind::InvalidLength, Some(4))?;
+    expect_error(ports.read_string(DATA, 1, &mut []), ErrorKind::InvalidLength, Some(4))?;
+    let mut long = [0u8; abi::PORT_STRING_MAX + 1];
+    expect_error(ports.read_string(DATA, 1, &mut long), ErrorKind::InvalidLength, Some(4))?;
+    expect_error(read_only.write_string(SELECT, 1, &[0x8b]), ErrorKind::InsufficientRights, Some(0))?;
+    let (port, width) = (u64::from(DATA), 1);
+    for (address, what) in [(UNMAPPED, "an unmapped buffer"), (b"read-only".as_ptr() as u64, "a read-only buffer")] {
+        let read = call(Syscall::PortReadString, &[ports.0.0, port, width, address, 8]);
+        expect_error(read, ErrorKind::InvalidAddress, Some(3)).map_err(|error| format!("{what}: {error}"))?;
+    }
+    let kernel = call(Syscall::PortWriteString, &[ports.0.0, port, width, 0xffff_8000_0000_0000, 8]);
+    expect_error(kernel, ErrorKind::InvalidAddress, Some(3))
 }
 
 /// A guest-memory frame holding `code` at offset `offset`, mapped at

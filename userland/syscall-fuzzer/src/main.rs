@@ -86,6 +86,8 @@ const CHOICES: &[Syscall] = &[
     Syscall::IrqAcknowledge,
     Syscall::PortRead,
     Syscall::PortWrite,
+    Syscall::PortReadString,
+    Syscall::PortWriteString,
 ];
 
 /// An argument worth trying: mostly playground slots, else the values that
