@@ -124,6 +124,20 @@ pub struct CapabilityTable<O> {
     next_cspace: u32,
     /// How many capabilities refer to each object; no zero entries.
     reference_counts: BTreeMap<O, usize>,
+    /// For each CSpace being emptied in steps, where the next step starts
+    /// looking: a hint that spares each step the slots earlier steps
+    /// emptied. Correctness never depends on it (see [`Self::empty_step`]).
+    emptied_up_to: BTreeMap<CSpaceId, u32>,
+}
+
+/// What one [`CapabilityTable::empty_step`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step<O> {
+    /// How many slots it emptied: 0 when fewer than a step's worth were
+    /// left, which it then left alone.
+    pub emptied: usize,
+    /// The objects whose last capability went.
+    pub released: Vec<O>,
 }
 
 impl<O> CapabilityTable<O> {
@@ -135,6 +149,7 @@ impl<O> CapabilityTable<O> {
             cspaces: BTreeMap::new(),
             next_cspace: 0,
             reference_counts: BTreeMap::new(),
+            emptied_up_to: BTreeMap::new(),
         }
     }
 }
@@ -176,6 +191,7 @@ impl<O: Clone + Ord> CapabilityTable<O> {
     /// [`CapabilityError::NoSuchCSpace`].
     pub fn destroy_cspace(&mut self, cspace: CSpaceId) -> Result<Vec<O>, CapabilityError> {
         let slots = self.cspaces.remove(&cspace).ok_or(CapabilityError::NoSuchCSpace)?;
+        self.emptied_up_to.remove(&cspace);
         // The slots went with the CSpace, so only the nodes are left to go.
         Ok(slots
             .into_iter()
@@ -320,6 +336,47 @@ impl<O: Clone + Ord> CapabilityTable<O> {
         let node = self.occupied_slot(slot)?;
         *self.slot_mut(slot) = None;
         Ok(self.destroy_node(node))
+    }
+
+    /// One step of emptying a large CSpace before it is destroyed, so that
+    /// no single call does it all: deletes the capabilities in the lowest
+    /// `count` occupied slots (never the one in slot `keep`; 0, the null
+    /// slot, keeps none), as
+    /// [`Self::delete`] does, if more than `count` are occupied from where
+    /// the last step stopped. Otherwise empties nothing, and
+    /// [`Self::destroy_cspace`] may finish the job: at most `count` from
+    /// there on, plus any placed below since (the hint is only where to
+    /// start looking).
+    ///
+    /// O(s + count · (log C + log K + children)) for the s slots looked
+    /// at: those one step empties, and a step's worth beyond.
+    ///
+    /// # Errors
+    /// [`CapabilityError::NoSuchCSpace`].
+    pub fn empty_step(&mut self, cspace: CSpaceId, count: usize, keep: u32) -> Result<Step<O>, CapabilityError> {
+        let slots = self.cspaces.get(&cspace).ok_or(CapabilityError::NoSuchCSpace)?;
+        let start = self.emptied_up_to.get(&cspace).copied().unwrap_or(1);
+        let occupied: Vec<u32> = (start..)
+            .zip(slots.iter().skip(start as usize))
+            .filter(|&(index, entry)| entry.is_some() && index != keep)
+            .map(|(index, _)| index)
+            .take(count + 1)
+            .collect();
+        let (Some(&next), Some(step)) = (occupied.get(count), occupied.get(..count)) else {
+            return Ok(Step {
+                emptied: 0,
+                released: Vec::new(),
+            });
+        };
+        let mut released = Vec::new();
+        for &index in step {
+            released.extend(self.delete(SlotRef { cspace, index })?);
+        }
+        self.emptied_up_to.insert(cspace, next);
+        Ok(Step {
+            emptied: step.len(),
+            released,
+        })
     }
 
     /// Deletes every capability derived from the one in `slot` (children,
@@ -1066,6 +1123,52 @@ mod tests {
         // What the driver handed on is still revocable from above.
         table.revoke(slot(a, 1)).unwrap();
         assert_eq!(table.get(slot(c, 1)), Err(CapabilityError::EmptySlot { index: 1 }));
+        check_invariants(&table);
+    }
+
+    #[test]
+    fn empty_step_empties_a_step_at_a_time_and_leaves_the_rest_to_destroy() {
+        let mut table = Table::new();
+        let holder = table.create_cspace(4);
+        let big = table.create_cspace(40);
+        // Slots 1..=30 hold objects 101..=130; 131 also has a copy in
+        // `holder`, so deleting slot 31 releases nothing.
+        for index in 1..=31 {
+            table.insert_original(slot(big, index), cap(100 + index, 3, 0)).unwrap();
+        }
+        table.copy(slot(big, 31), slot(holder, 1)).unwrap();
+        // Slot 5 is kept (as the capability being deleted would be).
+        let first = table.empty_step(big, 10, 5).unwrap();
+        assert_eq!(first.emptied, 10);
+        let mut released = first.released;
+        released.sort();
+        assert_eq!(released, [101, 102, 103, 104, 106, 107, 108, 109, 110, 111]);
+        assert!(table.get(slot(big, 5)).is_ok());
+        assert!(table.get(slot(big, 12)).is_ok());
+        check_invariants(&table);
+        // A capability placed below where the next step starts is left for
+        // destroy_cspace, not lost.
+        table.insert_original(slot(big, 2), cap(200, 3, 0)).unwrap();
+        let second = table.empty_step(big, 10, 5).unwrap();
+        assert_eq!(second.emptied, 10);
+        assert_eq!(second.released, (112..=121).collect::<Vec<_>>());
+        // Ten left from there (122..=131): not more than a step, so the
+        // third step leaves them.
+        assert_eq!(
+            table.empty_step(big, 10, 5).unwrap(),
+            Step {
+                emptied: 0,
+                released: Vec::new()
+            }
+        );
+        check_invariants(&table);
+        let mut rest = table.destroy_cspace(big).unwrap();
+        rest.sort();
+        let mut expected: Vec<u32> = (122..=130).chain([105, 200]).collect();
+        expected.sort();
+        assert_eq!(rest, expected);
+        assert_eq!(table.reference_count(&131), 1);
+        assert_eq!(table.empty_step(big, 10, 0), Err(CapabilityError::NoSuchCSpace));
         check_invariants(&table);
     }
 

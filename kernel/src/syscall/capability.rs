@@ -76,6 +76,9 @@ pub fn remove(
         .capabilities
         .get(target)
         .map_err(|error| capability_error(error, 1))?;
+    if syscall == Syscall::CapabilityDelete && empty_a_step_of_last_cspace(objects, target) {
+        return Ok(Completion::Restart);
+    }
     let released = if syscall == Syscall::CapabilityRevoke {
         objects
             .capabilities
@@ -91,6 +94,37 @@ pub fn remove(
     };
     objects.destroy(released);
     Ok(Completion::Done)
+}
+
+/// The most occupied slots one step of deleting a CSpace empties: a step
+/// takes a few milliseconds at most (a guest's RAM frame, unmapped and
+/// freed, is the costliest kind of slot).
+const CSPACE_SLOTS_PER_STEP: usize = 128;
+
+/// When `target` holds the last capability to a CSpace with more than a
+/// step's worth of occupied slots (besides `target` itself), empties one
+/// step's worth and returns true: the delete is then restarted, so
+/// deleting a CSpace of 50,000 frames (a guest's RAM) never keeps the CPU
+/// from interrupts for long. Otherwise the delete finishes in one go.
+fn empty_a_step_of_last_cspace(objects: &mut Objects, target: SlotRef) -> bool {
+    let Ok(found) = objects.capabilities.get(target) else {
+        return false;
+    };
+    let object = found.object;
+    let ObjectRef::CSpace(cspace) = object else {
+        return false;
+    };
+    if objects.capabilities.reference_count(&object) != 1 {
+        return false;
+    }
+    let keep = if target.cspace == cspace { target.index } else { 0 };
+    match objects.capabilities.empty_step(cspace, CSPACE_SLOTS_PER_STEP, keep) {
+        Ok(step) if step.emptied > 0 => {
+            objects.destroy(step.released);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// CapabilityIdentify.

@@ -29,7 +29,17 @@ pub enum Completion {
     /// The caller's registers were already written (a message arrived) or
     /// will be when it wakes (it blocked), or it is gone.
     Handled,
+    /// A long operation made progress and left everything consistent: the
+    /// caller goes back over its SYSCALL instruction, with its registers
+    /// as they were, so an interrupt pending meanwhile is taken (and may
+    /// preempt it) before the same syscall runs on. seL4's preemption
+    /// points work the same way.
+    Restart,
 }
+
+/// The length of the SYSCALL instruction (0f 05), which a restarted
+/// syscall's caller goes back over.
+const SYSCALL_LENGTH: u64 = 2;
 
 /// The arguments of a syscall, as the register convention lists them.
 #[derive(Clone, Copy)]
@@ -67,6 +77,7 @@ pub fn dispatch(objects: &mut Objects, caller: ThreadId) {
     let context = &mut thread.context;
     match result {
         Ok(Completion::Handled) => {}
+        Ok(Completion::Restart) => context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH),
         Ok(Completion::Done) => context.rax = 0,
         Ok(Completion::Values([rdi, rsi, rdx, r10, r8])) => {
             context.rax = 0;

@@ -90,7 +90,11 @@ syscalls! {
     CapabilityMint = 31,
     /// Moves a capability: arguments as copy.
     CapabilityMove = 32,
-    /// Deletes a capability: 0 = CSpace slot (0 for own), 1 = index.
+    /// Deletes a capability: 0 = CSpace slot (0 for own), 1 = index. The
+    /// last capability to a CSpace that still holds many goes in steps
+    /// (the syscall restarts itself between them, and the caller may be
+    /// preempted there): meanwhile other threads may see the CSpace partly
+    /// emptied, and the caller sees one delete.
     CapabilityDelete = 33,
     /// Deletes every capability derived from one (not the one itself):
     /// arguments as delete.

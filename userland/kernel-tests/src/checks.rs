@@ -85,6 +85,10 @@ pub fn run_all() -> u32 {
     tally.check("create checks pool, type, slot and size", create_errors);
     tally.check("pools are quotas and revoke refunds them", pool_quota);
     tally.check("copy, mint, move and delete", capability_operations);
+    tally.check(
+        "deleting a CSpace of 600 mapped frames, in steps, frees them all",
+        large_cspace_delete,
+    );
     tally.check("capability operations refuse bad slots", capability_errors);
     tally.check(
         "revoke deletes derived capabilities in other CSpaces",
@@ -391,6 +395,41 @@ fn capability_operations() -> Check {
     expect_error(capability::identify(remint), ErrorKind::EmptySlot, Some(0))?;
     ok(capability::identify(endpoint), "original survives revoke")?;
     Ok(())
+}
+
+/// A CSpace holding 600 frames, each mapped here too (as a VMM keeps a
+/// guest's RAM): deleting its last capability goes in steps the kernel
+/// restarts, yet the caller sees one delete that unmaps every frame and
+/// refunds all of it to the pool.
+fn large_cspace_delete() -> Check {
+    const FRAMES: u64 = 600;
+    let pool_slot = fresh();
+    let pool = ok(MEMORY.create_pool(pool_slot, (FRAMES + 16) * 4096), "pool")?;
+    let budget = ok(capability::identify(pool), "identify pool")?.available;
+    let frames = ok(pool.create_cspace(fresh(), FRAMES + 1), "frame CSpace")?;
+    let region = runtime::memory::Region::reserve(FRAMES as usize);
+    let scratch = fresh();
+    for index in 1..=FRAMES {
+        let frame = ok(pool.create_frame(scratch), "frame")?;
+        let page = index as usize - 1;
+        ok(region.map_page(OWN_SPACE, frame, page, Rights::READ | Rights::WRITE), "map the frame")?;
+        region
+            .write(page * 4096, &index.to_le_bytes())
+            .map_err(|_| String::from("the page is outside its region"))?;
+        ok(capability::move_to(frame, Destination::in_cspace(frames, index)), "keep it in the CSpace")?;
+    }
+    ok(capability::delete(Destination::own(frames.0)), "delete the CSpace")?;
+    expect_error(capability::identify(frames.0), ErrorKind::EmptySlot, Some(0))?;
+    let left = ok(capability::identify(pool), "identify pool")?.available;
+    ensure(left == budget, &format!("{left} of {budget} bytes came back to the pool"))?;
+    // Every page is unmapped: a new frame maps where the last one was.
+    let frame = ok(pool.create_frame(scratch), "a later frame")?;
+    ok(
+        region.map_page(OWN_SPACE, frame, FRAMES as usize - 1, Rights::READ),
+        "map where the last frame was",
+    )?;
+    ok(capability::revoke(Destination::own(pool_slot)), "revoke the later frame")?;
+    ok(capability::delete(Destination::own(pool_slot)), "delete pool")
 }
 
 fn capability_errors() -> Check {
