@@ -31,6 +31,13 @@ pub enum End {
         /// `rip` when it happened.
         rip: u64,
     },
+    /// It halted with interrupts off, which nothing but an NMI (never
+    /// sent) ends: how a guest with no power-off device powers off (Linux's
+    /// `poweroff` without ACPI).
+    Halted {
+        /// `rip` after the HLT.
+        rip: u64,
+    },
     /// It was asked to stop.
     Stopped,
     /// The VMM stopped it: it did something the platform does not allow.
@@ -42,6 +49,7 @@ impl core::fmt::Display for End {
         match self {
             Self::Exited(status) => write!(f, "exited with status {status}"),
             Self::Shutdown { rip } => write!(f, "shut down (triple fault) at rip {rip:#x}"),
+            Self::Halted { rip } => write!(f, "powered off (halted with interrupts off) at rip {rip:#x}"),
             Self::Stopped => write!(f, "stopped"),
             Self::Killed(why) => write!(f, "killed: {why}"),
         }
@@ -202,7 +210,7 @@ fn handle(
         ExitKind::Hlt => {
             step(state);
             if state.registers.rflags & INTERRUPTS_ENABLED == 0 {
-                return Some(End::Killed(String::from("it halted with interrupts off")));
+                return Some(End::Halted { rip: state.registers.rip });
             }
             wait_for_interrupt(devices, &RamForDevices(&machine.ram), shared, name);
         }
