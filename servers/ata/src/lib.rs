@@ -42,9 +42,20 @@ pub mod command {
     pub const READ_EXT: u8 = 0x24;
     /// WRITE SECTORS EXT.
     pub const WRITE_EXT: u8 = 0x34;
+    /// READ MULTIPLE EXT: as READ SECTORS EXT, with an interrupt per block
+    /// of sectors (SET MULTIPLE MODE) rather than per sector.
+    pub const READ_MULTIPLE_EXT: u8 = 0x29;
+    /// WRITE MULTIPLE EXT.
+    pub const WRITE_MULTIPLE_EXT: u8 = 0x39;
+    /// SET MULTIPLE MODE: the sector count register gives the block.
+    pub const SET_MULTIPLE_MODE: u8 = 0xc6;
     /// FLUSH CACHE EXT.
     pub const FLUSH_EXT: u8 = 0xea;
 }
+
+/// The largest block of sectors per interrupt this driver asks for (QEMU's
+/// and Bochs' drives allow 16).
+pub const MAX_BLOCK: u16 = 16;
 
 /// The DEVICE register for the master drive in LBA mode.
 pub const MASTER_LBA: u8 = 0xe0;
@@ -54,6 +65,22 @@ pub const MASTER_LBA: u8 = 0xe0;
 pub struct Identity {
     /// Sectors addressable with 48-bit LBA.
     pub sectors: u64,
+    /// The most sectors READ/WRITE MULTIPLE may move per interrupt (word
+    /// 47, bits 0-7); 0 without those commands.
+    pub max_block: u16,
+}
+
+impl Identity {
+    /// The block for SET MULTIPLE MODE: the largest power of two the drive
+    /// allows, at most [`MAX_BLOCK`]; `None` when that is a single sector.
+    pub fn block(&self) -> Option<u16> {
+        let allowed = self.max_block.min(MAX_BLOCK);
+        let block = match allowed {
+            0 => 0,
+            _ => 1 << allowed.ilog2(),
+        };
+        (block > 1).then_some(block)
+    }
 }
 
 /// Reads the 256 words IDENTIFY DEVICE returns. `None` for a drive
@@ -65,7 +92,10 @@ pub fn parse_identity(words: &[u16; 256]) -> Option<Identity> {
     let sectors = (100..104)
         .rev()
         .fold(0u64, |total, index| total << 16 | u64::from(words[index]));
-    Some(Identity { sectors })
+    Some(Identity {
+        sectors,
+        max_block: words[47] & 0xff,
+    })
 }
 
 /// The register writes of a 48-bit command for `count` sectors (0 means
@@ -94,9 +124,27 @@ mod tests {
         words[83] = 1 << 10;
         words[100] = 0x0000;
         words[101] = 0x0002; // 0x2_0000 sectors = 64 MiB
-        assert_eq!(parse_identity(&words), Some(Identity { sectors: 0x2_0000 }));
+        words[47] = 0x8010;
+        assert_eq!(
+            parse_identity(&words),
+            Some(Identity {
+                sectors: 0x2_0000,
+                max_block: 16
+            })
+        );
         words[83] = 0;
         assert_eq!(parse_identity(&words), None, "no 48-bit LBA");
+    }
+
+    #[test]
+    fn the_block_is_the_largest_power_of_two_allowed_up_to_sixteen() {
+        let block = |max_block| Identity { sectors: 1, max_block }.block();
+        assert_eq!(block(0), None, "no READ/WRITE MULTIPLE");
+        assert_eq!(block(1), None, "a sector per interrupt anyway");
+        assert_eq!(block(2), Some(2));
+        assert_eq!(block(12), Some(8));
+        assert_eq!(block(16), Some(16));
+        assert_eq!(block(128), Some(16));
     }
 
     #[test]
