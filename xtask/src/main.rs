@@ -223,8 +223,6 @@ fn test() -> Result<ExitCode, String> {
             "--package",
             "pci",
             "--package",
-            "virtio-blk",
-            "--package",
             "ata",
             "--package",
             "vmm",

@@ -28,7 +28,9 @@ use runtime::memory::Region;
 use service::Client;
 use service::process::{CSPACE_SLOTS, slot};
 use service::transfer::SharedPages;
-use virtio_blk::{QueueLayout, STATUS_OK, descriptor, feature, register, request, request_header, status};
+use virtio::block::{RequestHeader, feature, request_status, request_type};
+use virtio::queue::{self, Descriptor, Layout, descriptor_flag};
+use virtio::{legacy, status};
 
 runtime::entry!(main, heap_kib = 256);
 
@@ -36,7 +38,7 @@ const OWN_SPACE: AddressSpace = AddressSpace(slot::ADDRESS_SPACE);
 /// Bytes of DMA memory after the queue: a page for the request header and
 /// status byte, then the data pages.
 const HEADER_PAGE: usize = 4096;
-const STATUS_OFFSET: usize = 16;
+const STATUS_OFFSET: usize = RequestHeader::BYTES;
 
 /// The device, set up.
 struct Device {
@@ -46,8 +48,10 @@ struct Device {
     interrupts: Notification,
     /// Queue, header page and data, in one run of DMA memory.
     dma: Region,
+    /// Where the header page starts in it: after the queue, on a page.
+    header_offset: usize,
     dma_physical: u64,
-    layout: QueueLayout,
+    layout: Layout,
     /// The next running index of the available ring.
     next_available: u16,
     /// The used-ring index seen last.
@@ -118,7 +122,7 @@ impl block::Driver for Device {
     }
 
     fn read(&mut self, sector: u64, transfer: &SharedPages, bytes: Range<usize>) -> Result<(), Error> {
-        self.submit(request::IN, sector, bytes.len())?;
+        self.submit(request_type::READ, sector, bytes.len())?;
         transfer
             .copy_in(bytes.start, bytes.len(), &self.dma, self.data_offset())
             .map_err(|_| Error::NoBuffer)
@@ -128,12 +132,12 @@ impl block::Driver for Device {
         transfer
             .copy_out(bytes.start, bytes.len(), &self.dma, self.data_offset())
             .map_err(|_| Error::NoBuffer)?;
-        self.submit(request::OUT, sector, bytes.len())
+        self.submit(request_type::WRITE, sector, bytes.len())
     }
 
     fn flush(&mut self) -> Result<(), Error> {
         if self.features & feature::FLUSH != 0 {
-            self.submit(request::FLUSH, 0, 0)?;
+            self.submit(request_type::FLUSH, 0, 0)?;
         }
         Ok(())
     }
@@ -144,20 +148,21 @@ impl Device {
     fn start(slots: &Slots, memory: Memory, ports: IoPorts, base: u16, irq: Irq) -> Result<Self, abi::Error> {
         let write = |offset: u16, width: u8, value: u64| ports.write(base + offset, width, value);
         let read = |offset: u16, width: u8| ports.read(base + offset, width);
-        write(register::STATUS, 1, 0)?;
-        write(register::STATUS, 1, u64::from(status::ACKNOWLEDGE))?;
-        write(register::STATUS, 1, u64::from(status::ACKNOWLEDGE | status::DRIVER))?;
-        let offered = read(register::DEVICE_FEATURES, 4)? as u32;
+        write(legacy::STATUS, 1, 0)?;
+        write(legacy::STATUS, 1, u64::from(status::ACKNOWLEDGE))?;
+        write(legacy::STATUS, 1, u64::from(status::ACKNOWLEDGE | status::DRIVER))?;
+        let offered = read(legacy::DEVICE_FEATURES, 4)? as u32;
         let features = offered & (feature::FLUSH | feature::READ_ONLY);
-        write(register::DRIVER_FEATURES, 4, u64::from(features))?;
-        write(register::QUEUE_SELECT, 2, 0)?;
-        let size = read(register::QUEUE_SIZE, 2)? as u16;
+        write(legacy::DRIVER_FEATURES, 4, u64::from(features))?;
+        write(legacy::QUEUE_SELECT, 2, 0)?;
+        let size = read(legacy::QUEUE_SIZE, 2)? as u16;
         if size < 3 || !size.is_power_of_two() {
-            write(register::STATUS, 1, u64::from(status::FAILED))?;
+            write(legacy::STATUS, 1, u64::from(status::FAILED))?;
             return Err(abi::Error::new(abi::ErrorKind::InvalidState));
         }
-        let layout = QueueLayout::new(size);
-        let pages = ((layout.bytes + HEADER_PAGE + MAX_TRANSFER) / 4096) as u64;
+        let layout = Layout::legacy(size);
+        let header_offset = layout.bytes().next_multiple_of(queue::ALIGNMENT);
+        let pages = ((header_offset + HEADER_PAGE + MAX_TRANSFER) / 4096) as u64;
         let first = slots.allocate()?;
         for _ in 1..pages {
             slots.allocate()?;
@@ -170,16 +175,19 @@ impl Device {
             Rights::READ | Rights::WRITE,
         )?;
         let dma_physical = capability::identify(first)?.physical;
-        write(register::QUEUE_ADDRESS, 4, dma_physical / 4096)?;
+        // The queue opens the DMA memory, which starts on a page.
+        write(legacy::QUEUE_ADDRESS, 4, dma_physical / queue::ALIGNMENT as u64)?;
         let interrupts = memory.create_notification(slots.allocate()?)?;
         let signal = Notification(slots.allocate()?);
         capability::mint(interrupts, Destination::own(signal.0), Rights::WRITE, 1)?;
         irq.bind(signal)?;
         irq.acknowledge()?;
-        let low = read(register::CAPACITY, 4)?;
-        let high = read(register::CAPACITY + 4, 4)?;
+        // The block device's configuration opens with its capacity in
+        // sectors, 64 bits read as two halves.
+        let low = read(legacy::CONFIGURATION, 4)?;
+        let high = read(legacy::CONFIGURATION + 4, 4)?;
         write(
-            register::STATUS,
+            legacy::STATUS,
             1,
             u64::from(status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK),
         )?;
@@ -189,6 +197,7 @@ impl Device {
             irq,
             interrupts,
             dma,
+            header_offset,
             dma_physical,
             layout,
             next_available: 0,
@@ -198,13 +207,9 @@ impl Device {
         })
     }
 
-    /// Offset in DMA memory of the header page and of the data.
-    fn header_offset(&self) -> usize {
-        self.layout.bytes
-    }
-
+    /// Offset in DMA memory of the data.
     fn data_offset(&self) -> usize {
-        self.layout.bytes + HEADER_PAGE
+        self.header_offset + HEADER_PAGE
     }
 
     /// Puts one request (header, data of `length` bytes, status) on the
@@ -214,25 +219,35 @@ impl Device {
     }
 
     fn try_submit(&mut self, kind: u32, sector: u64, length: usize) -> Result<Result<(), Error>, Fault> {
-        let header = self.header_offset();
+        let header = self.header_offset;
         let physical = |offset: usize| self.dma_physical + offset as u64;
-        self.dma.write(header, &request_header(kind, sector))?;
+        let request = RequestHeader {
+            request_type: kind,
+            sector,
+        };
+        self.dma.write(header, &request.to_bytes())?;
         self.dma.store::<u8>(header + STATUS_OFFSET, 0xff)?;
-        let data_flags = if kind == request::IN { descriptor::WRITE } else { 0 };
+        let data_flags = if kind == request_type::READ {
+            descriptor_flag::WRITE
+        } else {
+            0
+        };
         let mut chain = Vec::new();
-        chain.push((physical(header), 16, 0));
+        chain.push((physical(header), RequestHeader::BYTES as u32, 0));
         if length > 0 {
             chain.push((physical(self.data_offset()), length as u32, data_flags));
         }
-        chain.push((physical(header + STATUS_OFFSET), 1, descriptor::WRITE));
+        chain.push((physical(header + STATUS_OFFSET), 1, descriptor_flag::WRITE));
         let links = chain.len() as u16;
-        for (index, (address, bytes, flags)) in (0u16..).zip(chain) {
-            let at = self.layout.descriptor(index);
-            let next = if index + 1 < links { descriptor::NEXT } else { 0 };
-            self.dma.store::<u64>(at, address)?;
-            self.dma.store::<u32>(at + 8, bytes)?;
-            self.dma.store::<u16>(at + 12, flags | next)?;
-            self.dma.store::<u16>(at + 14, index + 1)?;
+        for (index, (address, length, flags)) in (0u16..).zip(chain) {
+            let next = if index + 1 < links { descriptor_flag::NEXT } else { 0 };
+            let descriptor = Descriptor {
+                address,
+                length,
+                flags: flags | next,
+                next: index + 1,
+            };
+            self.dma.write(self.layout.descriptor(index), &descriptor.to_bytes())?;
         }
         self.dma
             .store::<u16>(self.layout.available_entry(self.next_available), 0)?;
@@ -245,17 +260,21 @@ impl Device {
         // An injected stuck request is queued but the device never hears
         // of it: the driver waits for ever, and its supervisor kills it.
         if !fault_hooks::take_stuck_request() {
-            self.ports.write(self.base + register::QUEUE_NOTIFY, 2, 0)?;
+            self.ports.write(self.base + legacy::QUEUE_NOTIFY, 2, 0)?;
         }
         while self.dma.load::<u16>(self.layout.used_index())? == self.last_used {
             self.interrupts.wait()?;
             // Reading the status lowers the line before it is unmasked.
-            self.ports.read(self.base + register::INTERRUPT_STATUS, 1)?;
+            self.ports.read(self.base + legacy::INTERRUPT_STATUS, 1)?;
             self.irq.acknowledge()?;
         }
         self.last_used = self.last_used.wrapping_add(1);
         let done = self.dma.load::<u8>(header + STATUS_OFFSET)?;
-        Ok(if done == STATUS_OK { Ok(()) } else { Err(Error::Device) })
+        Ok(if done == request_status::OK {
+            Ok(())
+        } else {
+            Err(Error::Device)
+        })
     }
 }
 

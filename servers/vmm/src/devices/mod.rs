@@ -462,9 +462,14 @@ fn all_ones(size: u8) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    // `::virtio` is the crate of shared definitions, `super::virtio` the
+    // device models.
+    use super::virtio::queue::tests::Driver;
+    use super::virtio::tests::{MemoryDisk, Ram};
     use super::*;
-    use virtio::queue::tests::Driver;
-    use virtio::tests::{MemoryDisk, Ram};
+    use ::virtio::block::{RequestHeader, feature, request_status, request_type};
+    use ::virtio::queue::descriptor_flag;
+    use ::virtio::{legacy, status};
 
     const NOW: Nanoseconds = Nanoseconds(0);
 
@@ -608,12 +613,13 @@ mod tests {
         let pin = FIRST_INTERRUPT_PIN + slot;
         devices.mmio_write(IO_APIC, 0x10 + 2 * u64::from(pin), NOW);
         devices.mmio_write(IO_APIC + 0x10, u64::from(vector) | (1 << 13) | (1 << 15), NOW);
-        devices.port_write(bar + 0x12, 1, 0x3, NOW); // acknowledge, driver
+        let found = status::ACKNOWLEDGE | status::DRIVER;
+        devices.port_write(bar + legacy::STATUS, 1, u32::from(found), NOW);
         for (queue, page) in pages.iter().enumerate() {
-            devices.port_write(bar + 0x0e, 2, queue as u32, NOW);
-            devices.port_write(bar + 0x08, 4, *page, NOW);
+            devices.port_write(bar + legacy::QUEUE_SELECT, 2, queue as u32, NOW);
+            devices.port_write(bar + legacy::QUEUE_ADDRESS, 4, *page, NOW);
         }
-        devices.port_write(bar + 0x12, 1, 0x7, NOW); // driver OK
+        devices.port_write(bar + legacy::STATUS, 1, u32::from(found | status::DRIVER_OK), NOW);
         bar
     }
 
@@ -621,86 +627,134 @@ mod tests {
     /// vector 0x51, checking what it offers on the way.
     fn disk_ready(devices: &mut Devices) -> u16 {
         let bar = virtio_ready(devices, VIRTIO_BLOCK_SLOT, 0x51, &[2]);
-        assert_eq!(devices.port_read(bar, 4, NOW), (1 << 2) | (1 << 6) | (1 << 9));
-        assert_eq!(devices.port_read(bar + 0x0c, 2, NOW), 128, "queue 0's size");
-        assert_eq!(devices.port_read(bar + 0x14, 4, NOW), 8, "capacity: 8 sectors");
+        let features = feature::SEGMENT_LIMIT | feature::BLOCK_SIZE | feature::FLUSH;
+        assert_eq!(devices.port_read(bar + legacy::DEVICE_FEATURES, 4, NOW), features);
+        assert_eq!(devices.port_read(bar + legacy::QUEUE_SIZE, 2, NOW), 128, "queue 0's size");
+        assert_eq!(devices.port_read(bar + legacy::CONFIGURATION, 4, NOW), 8, "capacity: 8 sectors");
         bar
+    }
+
+    /// Where [`DiskGuest::offer_request`] puts a request's parts.
+    const HEADER: u64 = 0x10000;
+    const DATA: u64 = 0x11000;
+    const STATUS: u64 = 0x12000;
+
+    /// A guest with 1 MiB of RAM and a 4 KiB disk of `MemoryDisk`, which
+    /// its driver has set up ([`disk_ready`]).
+    struct DiskGuest {
+        ram: Ram,
+        devices: Devices,
+        /// The disk's register block.
+        bar: u16,
+        disk: MemoryDisk,
+        /// The driver's side of the disk's queue.
+        driver: Driver,
+    }
+
+    impl DiskGuest {
+        /// A guest whose disk's bytes are all `fill`.
+        fn new(fill: u8) -> Self {
+            let mut devices = Devices::new(1 << 20, Some(4096));
+            let bar = disk_ready(&mut devices);
+            Self {
+                ram: Ram::new(1 << 20),
+                devices,
+                bar,
+                disk: MemoryDisk::new(alloc::vec![fill; 4096]),
+                driver: Driver::new(128, 2),
+            }
+        }
+
+        /// Makes a request available as descriptors 0, 1, ...: `header`
+        /// at [`HEADER`], `data_bytes` for the device to write at
+        /// [`DATA`] if any, the status byte at [`STATUS`].
+        fn offer_request(&mut self, header: RequestHeader, data_bytes: u32) {
+            self.ram.write(HEADER, &header.to_bytes()).unwrap();
+            let mut parts = alloc::vec![(HEADER, RequestHeader::BYTES as u32, 0)];
+            if data_bytes > 0 {
+                parts.push((DATA, data_bytes, descriptor_flag::WRITE));
+            }
+            parts.push((STATUS, 1, descriptor_flag::WRITE));
+            let last = parts.len() as u16 - 1;
+            for (index, (address, length, flags)) in (0u16..).zip(parts) {
+                let next = if index < last { descriptor_flag::NEXT } else { 0 };
+                self.driver.describe(&self.ram, index, address, length, flags | next, index + 1);
+            }
+            self.driver.offer(&self.ram, 0);
+        }
+
+        /// Tells the disk its queue has buffers.
+        fn notify(&mut self) {
+            self.devices.port_write(self.bar + legacy::QUEUE_NOTIFY, 2, 0, NOW);
+        }
+
+        /// Serves the queues after the exit, as the machine does.
+        fn serve(&mut self) -> Vec<Effect> {
+            self.devices.serve_virtio(&self.ram, Some(&mut self.disk), NOW)
+        }
     }
 
     #[test]
     fn a_disk_request_completes_with_a_level_interrupt_until_the_isr_is_read() {
-        let ram = Ram::new(1 << 20);
-        let mut devices = Devices::new(1 << 20, Some(4096));
-        let bar = disk_ready(&mut devices);
-        let mut disk = MemoryDisk {
-            bytes: alloc::vec![7; 4096],
-            broken: false,
-            flushes: 0,
+        let mut guest = DiskGuest::new(7);
+        let read = RequestHeader {
+            request_type: request_type::READ,
+            sector: 1,
         };
-        let mut driver = Driver::new(128, 2);
-        let mut header = alloc::vec![0u8; 16]; // read sector 0
-        header[8] = 1; // sector 1
-        ram.write(0x10000, &header).unwrap();
-        driver.describe(&ram, 0, 0x10000, 16, 1, 1);
-        driver.describe(&ram, 1, 0x11000, 512, 1 | 2, 2);
-        driver.describe(&ram, 2, 0x12000, 1, 2, 0);
-        driver.offer(&ram, 128, 0);
-        devices.port_write(bar + 0x10, 2, 0, NOW);
-        assert_eq!(devices.pending_interrupt(), None, "served after the exit");
-        assert_eq!(devices.serve_virtio(&ram, Some(&mut disk), NOW), []);
-        assert_eq!(driver.used(&ram, 0), (1, 0, 513));
+        guest.offer_request(read, 512);
+        guest.notify();
+        assert_eq!(guest.devices.pending_interrupt(), None, "served after the exit");
+        assert_eq!(guest.serve(), []);
+        assert_eq!(guest.driver.used(&guest.ram, 0), (1, 0, 513));
+        let (ram, devices, bar) = (&guest.ram, &mut guest.devices, guest.bar);
         let mut data = [0; 513];
-        ram.read(0x11000, &mut data[..512]).unwrap();
-        ram.read(0x12000, &mut data[512..]).unwrap();
-        assert!(data[..512].iter().all(|byte| *byte == 7) && data[512] == 0);
+        ram.read(DATA, &mut data[..512]).unwrap();
+        ram.read(STATUS, &mut data[512..]).unwrap();
+        assert!(data[..512].iter().all(|byte| *byte == 7) && data[512] == request_status::OK);
         assert_eq!(devices.pending_interrupt(), Some(Interrupt::Local(0x51)));
-        assert_eq!(config_read(&mut devices, VIRTIO_BLOCK_SLOT, 4) >> 16 & 8, 8, "interrupt status");
+        assert_eq!(config_read(devices, VIRTIO_BLOCK_SLOT, 4) >> 16 & 8, 8, "interrupt status");
         devices.acknowledge(Interrupt::Local(0x51));
-        assert_eq!(devices.port_read(bar + 0x13, 1, NOW), 1, "the queue's interrupt");
-        assert_eq!(devices.port_read(bar + 0x13, 1, NOW), 0, "read clears it");
+        let interrupt_status = bar + legacy::INTERRUPT_STATUS;
+        assert_eq!(devices.port_read(interrupt_status, 1, NOW), 1, "the queue's interrupt");
+        assert_eq!(devices.port_read(interrupt_status, 1, NOW), 0, "read clears it");
         devices.mmio_write(LOCAL_APIC + 0xb0, 0, NOW);
         assert_eq!(devices.pending_interrupt(), None, "the line is low at the end of interrupt");
     }
 
     #[test]
     fn a_looping_chain_makes_the_disk_need_a_reset_and_a_reset_revives_it() {
-        let ram = Ram::new(1 << 20);
-        let mut devices = Devices::new(1 << 20, Some(4096));
-        let bar = disk_ready(&mut devices);
-        let mut disk = MemoryDisk {
-            bytes: alloc::vec![0; 4096],
-            broken: false,
-            flushes: 0,
-        };
-        let mut driver = Driver::new(128, 2);
-        driver.describe(&ram, 0, 0x10000, 16, 1, 0);
-        driver.offer(&ram, 128, 0);
-        devices.port_write(bar + 0x10, 2, 0, NOW);
-        let effects = devices.serve_virtio(&ram, Some(&mut disk), NOW);
+        let mut guest = DiskGuest::new(0);
+        guest.driver.describe(&guest.ram, 0, HEADER, 16, descriptor_flag::NEXT, 0);
+        guest.driver.offer(&guest.ram, 0);
+        guest.notify();
         assert_eq!(
-            effects,
+            guest.serve(),
             [Effect::Ignored(String::from(
                 "virtio disk: a descriptor chain loops; the device needs a reset"
             ))]
         );
-        assert_eq!(devices.port_read(bar + 0x12, 1, NOW), 0x47, "needs reset");
-        assert_eq!(devices.port_read(bar + 0x13, 1, NOW), 2, "a configuration interrupt");
-        devices.port_write(bar + 0x10, 2, 0, NOW);
-        assert_eq!(devices.serve_virtio(&ram, Some(&mut disk), NOW), [], "ignored until reset");
-        assert_eq!(driver.used(&ram, 0).0, 0, "nothing used");
-        devices.port_write(bar + 0x12, 1, 0, NOW);
-        assert_eq!(devices.port_read(bar + 0x12, 1, NOW), 0);
-        assert_eq!(devices.port_read(bar + 0x08, 4, NOW), 0, "the queue is gone");
+        let bar = guest.bar;
+        let ready = status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK;
+        let device_status = guest.devices.port_read(bar + legacy::STATUS, 1, NOW);
+        assert_eq!(device_status, u32::from(ready | status::NEEDS_RESET));
+        assert_eq!(guest.devices.port_read(bar + legacy::INTERRUPT_STATUS, 1, NOW), 2, "a configuration interrupt");
+        guest.notify();
+        assert_eq!(guest.serve(), [], "ignored until reset");
+        assert_eq!(guest.driver.used(&guest.ram, 0).0, 0, "nothing used");
+        guest.devices.port_write(bar + legacy::STATUS, 1, 0, NOW);
+        assert_eq!(guest.devices.port_read(bar + legacy::STATUS, 1, NOW), 0);
+        assert_eq!(guest.devices.port_read(bar + legacy::QUEUE_ADDRESS, 4, NOW), 0, "the queue is gone");
         // The same device, set up again, serves a good request.
-        disk_ready(&mut devices);
-        let mut driver = Driver::new(128, 2);
-        ram.write(0x10000, &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap(); // flush
-        driver.describe(&ram, 0, 0x10000, 16, 1, 1);
-        driver.describe(&ram, 1, 0x12000, 1, 2, 0);
-        driver.offer(&ram, 128, 0);
-        devices.port_write(bar + 0x10, 2, 0, NOW);
-        assert_eq!(devices.serve_virtio(&ram, Some(&mut disk), NOW), []);
-        assert_eq!((driver.used(&ram, 0), disk.flushes), ((1, 0, 1), 1));
+        disk_ready(&mut guest.devices);
+        guest.driver = Driver::new(128, 2);
+        let flush = RequestHeader {
+            request_type: request_type::FLUSH,
+            sector: 0,
+        };
+        guest.offer_request(flush, 0);
+        guest.notify();
+        assert_eq!(guest.serve(), []);
+        assert_eq!((guest.driver.used(&guest.ram, 0), guest.disk.flushes), ((1, 0, 1), 1));
     }
 
     #[test]
@@ -709,9 +763,9 @@ mod tests {
         let mut devices = Devices::new(1 << 20, None);
         let bar = virtio_ready(&mut devices, VIRTIO_CONSOLE_SLOT, 0x52, &[2, 4]);
         let (mut receive, mut transmit) = (Driver::new(64, 2), Driver::new(64, 4));
-        receive.describe(&ram, 0, 0x10000, 64, 2, 0);
-        receive.offer(&ram, 64, 0);
-        devices.port_write(bar + 0x10, 2, 0, NOW);
+        receive.describe(&ram, 0, 0x10000, 64, descriptor_flag::WRITE, 0);
+        receive.offer(&ram, 0);
+        devices.port_write(bar + legacy::QUEUE_NOTIFY, 2, 0, NOW);
         let mut input = Input::new();
         input.offer(b"a").unwrap();
         devices.receive(&mut input, &ram);
@@ -720,8 +774,8 @@ mod tests {
         // The guest writes a prompt to the console: input goes there now.
         ram.write(0x20000, b"# ").unwrap();
         transmit.describe(&ram, 0, 0x20000, 2, 0, 0);
-        transmit.offer(&ram, 64, 0);
-        devices.port_write(bar + 0x10, 2, 1, NOW);
+        transmit.offer(&ram, 0);
+        devices.port_write(bar + legacy::QUEUE_NOTIFY, 2, 1, NOW);
         assert_eq!(devices.serve_virtio(&ram, None, NOW), []);
         assert_eq!(transmit.used(&ram, 0), (1, 0, 0));
         assert_eq!(devices.unfinished_line(QUIET).as_deref(), Some("# "));
@@ -734,7 +788,7 @@ mod tests {
         assert_eq!(&typed, b"ls\n");
         assert_eq!(devices.pending_interrupt(), Some(Interrupt::Local(0x52)));
         // A reset sends input back to COM1.
-        devices.port_write(bar + 0x12, 1, 0, NOW);
+        devices.port_write(bar + legacy::STATUS, 1, 0, NOW);
         devices.port_read(COM1, 1, NOW);
         input.offer(b"b").unwrap();
         devices.receive(&mut input, &ram);

@@ -17,6 +17,7 @@ use super::{Device, GuestRam, identity};
 use crate::devices::pci::Identity;
 use alloc::string::String;
 use alloc::vec::Vec;
+use virtio::block::{RequestHeader, feature, request_status, request_type};
 
 /// Bytes in a sector.
 pub const SECTOR_BYTES: u64 = 512;
@@ -25,36 +26,11 @@ pub const QUEUE_SIZE: u16 = 128;
 /// The most bytes moved between RAM and the backing at a time.
 const CHUNK: usize = 64 << 10;
 /// The header's length.
-const HEADER_BYTES: u64 = 16;
+const HEADER_BYTES: u64 = RequestHeader::BYTES as u64;
 /// What the ID request answers (at most 20 bytes).
 const ID: &[u8] = b"l4hv-virtio-blk";
 /// The longest ID.
 const ID_BYTES: usize = 20;
-
-/// Feature bits.
-mod feature {
-    /// `seg_max` in the configuration holds the most buffers of data.
-    pub const SEGMENT_LIMIT: u32 = 1 << 2;
-    /// `blk_size` holds the block size.
-    pub const BLOCK_SIZE: u32 = 1 << 6;
-    /// The device has a cache the flush request writes back.
-    pub const FLUSH: u32 = 1 << 9;
-}
-
-/// Request types.
-mod kind {
-    pub const READ: u32 = 0;
-    pub const WRITE: u32 = 1;
-    pub const FLUSH: u32 = 4;
-    pub const GET_ID: u32 = 8;
-}
-
-/// Status bytes.
-mod status {
-    pub const OK: u8 = 0;
-    pub const IO_ERROR: u8 = 1;
-    pub const UNSUPPORTED: u8 = 2;
-}
 
 /// Where a disk's bytes live.
 pub trait Backing {
@@ -120,19 +96,16 @@ impl Request {
         let Some(status_offset) = writable.checked_sub(1) else {
             return Err(QueueError::Request("no room for a block request's status"));
         };
-        let mut header = [0; HEADER_BYTES as usize];
+        let mut header = [0; RequestHeader::BYTES];
         chain
             .read(ram, 0, &mut header)
             .map_err(|_| QueueError::Request("its header is not in RAM"))?;
-        let [kind, _reserved] = [0, 4].map(|at| u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]));
-        let sector = u64::from_le_bytes([
-            header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15],
-        ]);
-        let (operation, data_bytes) = match kind {
-            kind::READ => (Operation::Read, status_offset),
-            kind::WRITE => (Operation::Write, readable - HEADER_BYTES),
-            kind::FLUSH => (Operation::Flush, 0),
-            kind::GET_ID => (Operation::GetId, status_offset),
+        let RequestHeader { request_type, sector } = RequestHeader::from_bytes(header);
+        let (operation, data_bytes) = match request_type {
+            request_type::READ => (Operation::Read, status_offset),
+            request_type::WRITE => (Operation::Write, readable - HEADER_BYTES),
+            request_type::FLUSH => (Operation::Flush, 0),
+            request_type::GET_ID => (Operation::GetId, status_offset),
             other => (Operation::Unsupported(other), 0),
         };
         Ok(Self {
@@ -181,7 +154,7 @@ impl Block {
     pub fn handle(&mut self, chain: &Chain, ram: &dyn GuestRam, backing: &mut dyn Backing) -> Result<u32, QueueError> {
         let request = Request::parse(chain, ram)?;
         let (status, data_written) = match self.execute(&request, chain, ram, backing) {
-            Ok(written) => (status::OK, written),
+            Ok(written) => (request_status::OK, written),
             Err(status) => (status, 0),
         };
         chain
@@ -203,7 +176,7 @@ impl Block {
     ) -> Result<u64, u8> {
         match request.operation {
             Operation::Read => {
-                let (offset, length) = request.range(self.sectors).ok_or(status::IO_ERROR)?;
+                let (offset, length) = request.range(self.sectors).ok_or(request_status::IO_ERROR)?;
                 self.copy(length, |bounce, done| {
                     backing.read(offset + done, bounce)?;
                     chain
@@ -213,7 +186,7 @@ impl Block {
                 Ok(length)
             }
             Operation::Write => {
-                let (offset, length) = request.range(self.sectors).ok_or(status::IO_ERROR)?;
+                let (offset, length) = request.range(self.sectors).ok_or(request_status::IO_ERROR)?;
                 self.copy(length, |bounce, done| {
                     chain
                         .read(ram, HEADER_BYTES + done, bounce)
@@ -230,10 +203,10 @@ impl Block {
                 let mut id = [0; ID_BYTES];
                 id[..ID.len()].copy_from_slice(ID);
                 let length = request.data_bytes.min(ID_BYTES as u64) as usize;
-                chain.write(ram, 0, &id[..length]).map_err(|_| status::IO_ERROR)?;
+                chain.write(ram, 0, &id[..length]).map_err(|_| request_status::IO_ERROR)?;
                 Ok(length as u64)
             }
-            Operation::Unsupported(_) => Err(status::UNSUPPORTED),
+            Operation::Unsupported(_) => Err(request_status::UNSUPPORTED),
         }
     }
 
@@ -263,7 +236,7 @@ impl Block {
     /// Keeps the backing's `error` for the log; the request fails.
     fn failed(&mut self, error: String) -> u8 {
         self.backing_error = Some(error);
-        status::IO_ERROR
+        request_status::IO_ERROR
     }
 
     /// The backing's last failure, once.
@@ -273,9 +246,12 @@ impl Block {
 }
 
 impl Device for Block {
-    /// Transitional device 0x1001, mass storage (SCSI class, as other
-    /// hypervisors give it).
-    const IDENTITY: Identity = identity(0x1001, 2, [0x01, 0x00, 0x00]);
+    /// Mass storage (SCSI class, as other hypervisors give it).
+    const IDENTITY: Identity = identity(
+        virtio::transitional_device_id::BLOCK,
+        virtio::device_type::BLOCK,
+        [0x01, 0x00, 0x00],
+    );
     const QUEUE_SIZES: &'static [u16] = &[QUEUE_SIZE];
 
     fn features(&self) -> u32 {
@@ -298,35 +274,42 @@ impl Device for Block {
 #[cfg(test)]
 mod tests {
     use super::super::queue::Buffer;
-    use super::super::tests::{MemoryDisk as Disk, Ram};
+    use super::super::tests::{MemoryDisk, Ram};
     use super::*;
 
     const HEADER: u64 = 0x1000;
     const DATA: u64 = 0x2000;
     const STATUS: u64 = 0x9000;
 
-    fn disk() -> Disk {
-        Disk {
-            bytes: (0..8 * 512).map(|index| (index / 512) as u8).collect(),
-            broken: false,
-            flushes: 0,
-        }
+    /// A device in front of a disk of 8 sectors, each filled with its
+    /// number.
+    fn numbered_disk() -> (Block, MemoryDisk) {
+        let bytes = (0..8 * SECTOR_BYTES).map(|index| (index / SECTOR_BYTES) as u8).collect();
+        (Block::new(8 * SECTOR_BYTES), MemoryDisk::new(bytes))
     }
 
-    /// RAM with a header of `kind` for `sector` at [`HEADER`].
-    fn ram_with_header(kind: u32, sector: u64) -> Ram {
+    /// RAM with a header of `request_type` for `sector` at [`HEADER`].
+    fn ram_with_header(request_type: u32, sector: u64) -> Ram {
         let ram = Ram::new(0x10000);
-        let mut header = Vec::new();
-        header.extend_from_slice(&kind.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&sector.to_le_bytes());
-        ram.write(HEADER, &header).unwrap();
+        ram.write(HEADER, &RequestHeader { request_type, sector }.to_bytes())
+            .unwrap();
         ram.write(STATUS, &[0xff]).unwrap();
         ram
     }
 
-    fn buffer(address: u64, length: u32) -> Buffer {
-        Buffer { address, length }
+    /// A chain of `readable` then `writable` buffers, each an address and
+    /// a length.
+    fn request_chain(readable: &[(u64, u32)], writable: &[(u64, u32)]) -> Chain {
+        let buffers = |list: &[(u64, u32)]| {
+            list.iter()
+                .map(|&(address, length)| Buffer { address, length })
+                .collect()
+        };
+        Chain {
+            head: 0,
+            readable: buffers(readable),
+            writable: buffers(writable),
+        }
     }
 
     fn status_byte(ram: &Ram) -> u8 {
@@ -337,12 +320,8 @@ mod tests {
 
     #[test]
     fn a_read_in_two_buffers_fills_them_and_reports_its_length() {
-        let ram = ram_with_header(kind::READ, 2);
-        let chain = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 16)],
-            writable: alloc::vec![buffer(DATA, 512), buffer(DATA + 0x1000, 512), buffer(STATUS, 1)],
-        };
+        let ram = ram_with_header(request_type::READ, 2);
+        let chain = request_chain(&[(HEADER, 16)], &[(DATA, 512), (DATA + 0x1000, 512), (STATUS, 1)]);
         let request = Request::parse(&chain, &ram).unwrap();
         assert_eq!(
             request,
@@ -353,113 +332,76 @@ mod tests {
                 status_offset: 1024
             }
         );
-        let mut block = Block::new(8 * 512);
-        let mut backing = disk();
+        let (mut block, mut backing) = numbered_disk();
         assert_eq!(block.handle(&chain, &ram, &mut backing), Ok(1025));
         let mut data = [0; 512];
         ram.read(DATA, &mut data).unwrap();
         assert!(data.iter().all(|byte| *byte == 2));
         ram.read(DATA + 0x1000, &mut data).unwrap();
         assert!(data.iter().all(|byte| *byte == 3));
-        assert_eq!(status_byte(&ram), status::OK);
+        assert_eq!(status_byte(&ram), request_status::OK);
     }
 
     #[test]
     fn a_write_with_the_header_and_data_in_one_buffer_lands_on_the_disk() {
-        let ram = ram_with_header(kind::WRITE, 7);
+        let ram = ram_with_header(request_type::WRITE, 7);
         ram.write(HEADER + 16, &[0xab; 512]).unwrap();
-        let chain = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 16 + 512)],
-            writable: alloc::vec![buffer(STATUS, 1)],
-        };
-        let mut block = Block::new(8 * 512);
-        let mut backing = disk();
+        let chain = request_chain(&[(HEADER, 16 + 512)], &[(STATUS, 1)]);
+        let (mut block, mut backing) = numbered_disk();
         assert_eq!(block.handle(&chain, &ram, &mut backing), Ok(1));
-        assert_eq!(status_byte(&ram), status::OK);
+        assert_eq!(status_byte(&ram), request_status::OK);
         assert!(backing.bytes[7 * 512..].iter().all(|byte| *byte == 0xab));
         assert!(backing.bytes[6 * 512..7 * 512].iter().all(|byte| *byte == 6), "the sector before untouched");
     }
 
     #[test]
     fn flush_and_id_are_answered_and_unknown_types_are_unsupported() {
-        let mut block = Block::new(8 * 512);
-        let mut backing = disk();
-        let ram = ram_with_header(kind::FLUSH, 0);
-        let chain = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 16)],
-            writable: alloc::vec![buffer(STATUS, 1)],
-        };
+        let (mut block, mut backing) = numbered_disk();
+        let ram = ram_with_header(request_type::FLUSH, 0);
+        let chain = request_chain(&[(HEADER, 16)], &[(STATUS, 1)]);
         assert_eq!(block.handle(&chain, &ram, &mut backing), Ok(1));
-        assert_eq!((status_byte(&ram), backing.flushes), (status::OK, 1));
+        assert_eq!((status_byte(&ram), backing.flushes), (request_status::OK, 1));
 
-        let ram = ram_with_header(kind::GET_ID, 0);
-        let chain = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 16)],
-            writable: alloc::vec![buffer(DATA, 20), buffer(STATUS, 1)],
-        };
+        let ram = ram_with_header(request_type::GET_ID, 0);
+        let chain = request_chain(&[(HEADER, 16)], &[(DATA, 20), (STATUS, 1)]);
         assert_eq!(block.handle(&chain, &ram, &mut backing), Ok(21));
         let mut id = [0; 20];
         ram.read(DATA, &mut id).unwrap();
         assert!(id.starts_with(ID));
-        assert_eq!(status_byte(&ram), status::OK);
+        assert_eq!(status_byte(&ram), request_status::OK);
 
         let ram = ram_with_header(99, 0);
         assert_eq!(block.handle(&chain, &ram, &mut backing), Ok(1));
-        assert_eq!(status_byte(&ram), status::UNSUPPORTED);
+        assert_eq!(status_byte(&ram), request_status::UNSUPPORTED);
     }
 
     #[test]
     fn transfers_past_the_end_partial_sectors_and_backing_failures_are_io_errors() {
-        let mut block = Block::new(8 * 512);
-        let mut backing = disk();
+        let (mut block, mut backing) = numbered_disk();
         for (sector, length) in [(7, 1024), (8, 512), (u64::MAX, 512), (u64::MAX / 512, 512), (0, 100)] {
-            let ram = ram_with_header(kind::READ, sector);
-            let chain = Chain {
-                head: 0,
-                readable: alloc::vec![buffer(HEADER, 16)],
-                writable: alloc::vec![buffer(DATA, length), buffer(STATUS, 1)],
-            };
+            let ram = ram_with_header(request_type::READ, sector);
+            let chain = request_chain(&[(HEADER, 16)], &[(DATA, length), (STATUS, 1)]);
             assert_eq!(block.handle(&chain, &ram, &mut backing), Ok(1), "sector {sector}, {length} bytes");
-            assert_eq!(status_byte(&ram), status::IO_ERROR);
+            assert_eq!(status_byte(&ram), request_status::IO_ERROR);
         }
         backing.broken = true;
-        let ram = ram_with_header(kind::WRITE, 0);
-        let chain = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 16), buffer(DATA, 512)],
-            writable: alloc::vec![buffer(STATUS, 1)],
-        };
+        let ram = ram_with_header(request_type::WRITE, 0);
+        let chain = request_chain(&[(HEADER, 16), (DATA, 512)], &[(STATUS, 1)]);
         assert_eq!(block.handle(&chain, &ram, &mut backing), Ok(1));
-        assert_eq!(status_byte(&ram), status::IO_ERROR);
+        assert_eq!(status_byte(&ram), request_status::IO_ERROR);
         assert_eq!(block.take_backing_error().as_deref(), Some("broken"));
         assert_eq!(block.take_backing_error(), None, "reported once");
     }
 
     #[test]
     fn chains_that_are_not_requests_are_refused() {
-        let mut block = Block::new(8 * 512);
-        let mut backing = disk();
-        let ram = ram_with_header(kind::READ, 0);
-        let short_header = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 8)],
-            writable: alloc::vec![buffer(STATUS, 1)],
-        };
+        let (mut block, mut backing) = numbered_disk();
+        let ram = ram_with_header(request_type::READ, 0);
+        let short_header = request_chain(&[(HEADER, 8)], &[(STATUS, 1)]);
         assert!(matches!(block.handle(&short_header, &ram, &mut backing), Err(QueueError::Request(_))));
-        let no_status = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 16), buffer(DATA, 512)],
-            writable: alloc::vec![],
-        };
+        let no_status = request_chain(&[(HEADER, 16), (DATA, 512)], &[]);
         assert!(matches!(block.handle(&no_status, &ram, &mut backing), Err(QueueError::Request(_))));
-        let empty_status = Chain {
-            head: 0,
-            readable: alloc::vec![buffer(HEADER, 16)],
-            writable: alloc::vec![buffer(STATUS, 0)],
-        };
+        let empty_status = request_chain(&[(HEADER, 16)], &[(STATUS, 0)]);
         assert!(matches!(block.handle(&empty_status, &ram, &mut backing), Err(QueueError::Request(_))));
         assert_eq!(status_byte(&ram), 0xff, "nothing written");
     }

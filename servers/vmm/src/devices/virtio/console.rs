@@ -85,8 +85,12 @@ impl Console {
 }
 
 impl Device for Console {
-    /// Transitional device 0x1003, a communication controller.
-    const IDENTITY: Identity = identity(0x1003, 3, [0x07, 0x80, 0x00]);
+    /// A communication controller.
+    const IDENTITY: Identity = identity(
+        virtio::transitional_device_id::CONSOLE,
+        virtio::device_type::CONSOLE,
+        [0x07, 0x80, 0x00],
+    );
     const QUEUE_SIZES: &'static [u16] = &[QUEUE_SIZE, QUEUE_SIZE];
 
     fn features(&self) -> u32 {

@@ -26,9 +26,7 @@ use super::pci::{ConfigSpace, Function, Identity};
 use alloc::string::String;
 use alloc::vec::Vec;
 use queue::{Chain, Queue, QueueError};
-
-/// The virtio vendor ID (Red Hat's), for the device and the subsystem.
-pub const VENDOR: u16 = 0x1af4;
+use virtio::{legacy, status};
 
 /// The guest's RAM as a device sees it: bytes at guest-physical
 /// addresses from 0 to [`GuestRam::size`].
@@ -51,34 +49,13 @@ pub trait GuestRam {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutsideRam;
 
-/// Device status bits the device acts on.
-mod status {
-    /// The driver is ready: the device may use its queues.
-    pub const DRIVER_OK: u8 = 4;
-    /// The device met an error it cannot recover from until reset.
-    pub const NEEDS_RESET: u8 = 64;
-}
-
-/// Interrupt status bits (the ISR register, cleared by reading it).
+/// Interrupt status bits ([`legacy::INTERRUPT_STATUS`], cleared by
+/// reading it).
 mod isr {
     /// A queue has used buffers.
     pub const QUEUE: u8 = 1;
     /// The configuration changed (or the device needs a reset).
     pub const CONFIGURATION: u8 = 2;
-}
-
-/// The legacy register block's offsets.
-mod register {
-    pub const DEVICE_FEATURES: u16 = 0x00;
-    pub const DRIVER_FEATURES: u16 = 0x04;
-    pub const QUEUE_PAGE: u16 = 0x08;
-    pub const QUEUE_SIZE: u16 = 0x0c;
-    pub const QUEUE_SELECT: u16 = 0x0e;
-    pub const QUEUE_NOTIFY: u16 = 0x10;
-    pub const STATUS: u16 = 0x12;
-    pub const ISR: u16 = 0x13;
-    /// The device's configuration starts here (no MSI-X).
-    pub const CONFIGURATION: u16 = 0x14;
 }
 
 /// What a device behind the legacy transport offers.
@@ -100,12 +77,12 @@ pub trait Device {
 /// device ID `device` and PCI class `class`.
 pub const fn identity(device: u16, kind: u16, class: [u8; 3]) -> Identity {
     Identity {
-        vendor: VENDOR,
+        vendor: virtio::VENDOR,
         device,
         // Revision 0: the legacy interface.
         revision: 0,
         class,
-        subsystem_vendor: VENDOR,
+        subsystem_vendor: virtio::VENDOR,
         subsystem: kind,
     }
 }
@@ -167,15 +144,15 @@ impl Transport {
     fn read(&mut self, offset: u16, size: u8, features: u32, configuration: &[u8]) -> u32 {
         let selected = self.queues.get(usize::from(self.selected));
         match offset {
-            register::DEVICE_FEATURES => features,
-            register::DRIVER_FEATURES => self.driver_features,
-            register::QUEUE_PAGE => selected.map_or(0, |slot| slot.page),
-            register::QUEUE_SIZE => selected.map_or(0, |slot| u32::from(slot.size)),
-            register::QUEUE_SELECT => u32::from(self.selected),
-            register::STATUS => u32::from(self.status),
-            register::ISR => u32::from(core::mem::take(&mut self.isr)),
-            _ if offset >= register::CONFIGURATION => {
-                let start = usize::from(offset - register::CONFIGURATION);
+            legacy::DEVICE_FEATURES => features,
+            legacy::DRIVER_FEATURES => self.driver_features,
+            legacy::QUEUE_ADDRESS => selected.map_or(0, |slot| slot.page),
+            legacy::QUEUE_SIZE => selected.map_or(0, |slot| u32::from(slot.size)),
+            legacy::QUEUE_SELECT => u32::from(self.selected),
+            legacy::STATUS => u32::from(self.status),
+            legacy::INTERRUPT_STATUS => u32::from(core::mem::take(&mut self.isr)),
+            _ if offset >= legacy::CONFIGURATION => {
+                let start = usize::from(offset - legacy::CONFIGURATION);
                 (0..usize::from(size)).rev().fold(0, |value, byte| {
                     let byte = configuration.get(start + byte).copied().unwrap_or(0);
                     (value << 8) | u32::from(byte)
@@ -189,15 +166,15 @@ impl Transport {
     /// whether the driver reset the device.
     fn write(&mut self, offset: u16, value: u32, features: u32) -> bool {
         match offset {
-            register::DRIVER_FEATURES => self.driver_features = value & features,
-            register::QUEUE_PAGE => self.place_queue(value),
-            register::QUEUE_SELECT => self.selected = value as u16,
-            register::QUEUE_NOTIFY => {
+            legacy::DRIVER_FEATURES => self.driver_features = value & features,
+            legacy::QUEUE_ADDRESS => self.place_queue(value),
+            legacy::QUEUE_SELECT => self.selected = value as u16,
+            legacy::QUEUE_NOTIFY => {
                 if usize::from(value as u16) < self.queues.len() {
                     self.notified |= 1 << (value as u16);
                 }
             }
-            register::STATUS => {
+            legacy::STATUS => {
                 if value as u8 == 0 {
                     self.reset();
                     return true;
@@ -307,7 +284,7 @@ impl<D: Device> VirtioPci<D> {
     /// whose INTA reaches I/O APIC pin `interrupt`, in a guest with
     /// `ram_bytes` of RAM.
     pub fn new(device: D, io_base: u16, interrupt: u8, ram_bytes: u64) -> Self {
-        let length = register::CONFIGURATION as usize + device.configuration().len();
+        let length = legacy::CONFIGURATION as usize + device.configuration().len();
         let io_size = (length as u16).next_power_of_two().max(4);
         Self {
             config: ConfigSpace::device(D::IDENTITY, io_size, io_base, interrupt),
@@ -389,6 +366,17 @@ pub(crate) mod tests {
         pub bytes: Vec<u8>,
         pub broken: bool,
         pub flushes: u32,
+    }
+
+    impl MemoryDisk {
+        /// A working disk of `bytes`, never flushed.
+        pub fn new(bytes: Vec<u8>) -> Self {
+            Self {
+                bytes,
+                broken: false,
+                flushes: 0,
+            }
+        }
     }
 
     impl Backing for MemoryDisk {

@@ -14,25 +14,11 @@
 
 use super::{GuestRam, OutsideRam};
 use alloc::vec::Vec;
+use virtio::queue::{ALIGNMENT, Descriptor, Layout, descriptor_flag};
 
 /// The largest queue a device offers (legacy queues have a fixed size,
 /// the one the device reports).
 pub const MAX_SIZE: u16 = 256;
-/// Legacy layout: the used ring starts on this boundary after the
-/// available ring, and the queue's address is given in units of it.
-pub const LEGACY_ALIGNMENT: u64 = 4096;
-/// The bytes of one descriptor: address (8), length (4), flags (2), next (2).
-const DESCRIPTOR_BYTES: u64 = 16;
-
-/// Descriptor flags.
-mod flag {
-    /// The chain goes on at `next`.
-    pub const NEXT: u16 = 1;
-    /// The device writes this buffer (else it reads it).
-    pub const WRITE: u16 = 2;
-    /// The buffer is a table of descriptors (not offered).
-    pub const INDIRECT: u16 = 4;
-}
 /// Available ring flag: the driver does not want an interrupt.
 const NO_INTERRUPT: u16 = 1;
 
@@ -182,13 +168,12 @@ fn pieces(buffers: &[Buffer], mut offset: u64, length: u64) -> Result<Vec<(u64, 
     if left == 0 { Ok(pieces) } else { Err(OutsideRam) }
 }
 
-/// A queue the driver has set up: its size and where its parts are.
+/// A queue the driver has set up: where it starts and how it is laid out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Queue {
-    size: u16,
-    descriptors: u64,
-    available: u64,
-    used: u64,
+    /// Its guest-physical address.
+    start: u64,
+    layout: Layout,
     /// The available ring's entries the device has taken (free-running).
     taken: u16,
     /// The used ring's index the device has published (free-running).
@@ -198,31 +183,27 @@ pub struct Queue {
 impl Queue {
     /// A queue of `size` entries (a power of two up to [`MAX_SIZE`]) in
     /// the legacy layout from page `page` (its address over
-    /// [`LEGACY_ALIGNMENT`]): the descriptor table, the available ring
-    /// right after it, the used ring on the next aligned boundary.
+    /// [`ALIGNMENT`]): the descriptor table, the available ring right
+    /// after it, the used ring on the next aligned boundary.
     ///
     /// # Errors
     /// [`QueueError::OutsideRam`] if the queue does not lie in the
     /// guest's `ram_bytes` of RAM.
     pub fn legacy(ram_bytes: u64, size: u16, page: u32) -> Result<Self, QueueError> {
         debug_assert!(size.is_power_of_two() && size <= MAX_SIZE);
-        let descriptors = u64::from(page) * LEGACY_ALIGNMENT;
-        let available = descriptors + DESCRIPTOR_BYTES * u64::from(size);
-        // flags, index, the ring, the used-event word.
-        let available_bytes = 6 + 2 * u64::from(size);
-        let used = (available + available_bytes).next_multiple_of(LEGACY_ALIGNMENT);
-        // flags, index, the ring of (id, length), the available-event word.
-        let used_bytes = 6 + 8 * u64::from(size);
         let queue = Self {
-            size,
-            descriptors,
-            available,
-            used,
+            start: u64::from(page) * ALIGNMENT as u64,
+            layout: Layout::legacy(size),
             taken: 0,
             used_index: 0,
         };
-        inside(ram_bytes, descriptors, used + used_bytes - descriptors)?;
+        inside(ram_bytes, queue.start, queue.layout.bytes() as u64)?;
         Ok(queue)
+    }
+
+    /// The guest-physical address of the queue's byte `offset`.
+    fn address(&self, offset: usize) -> u64 {
+        self.start + offset as u64
     }
 
     /// Reads a little-endian `u16` of the rings.
@@ -244,9 +225,9 @@ impl Queue {
 
     /// How many chains wait, checked against the queue's size.
     fn available_count(&self, ram: &dyn GuestRam) -> Result<u16, QueueError> {
-        let index = Self::load16(ram, self.available + 2)?;
+        let index = Self::load16(ram, self.address(self.layout.available_index()))?;
         let count = index.wrapping_sub(self.taken);
-        if count > self.size {
+        if count > self.layout.size() {
             return Err(QueueError::AvailableIndex {
                 index,
                 taken: self.taken,
@@ -265,8 +246,7 @@ impl Queue {
         if self.available_count(ram)? == 0 {
             return Ok(None);
         }
-        let slot = u64::from(self.taken % self.size);
-        let head = Self::load16(ram, self.available + 4 + 2 * slot)?;
+        let head = Self::load16(ram, self.address(self.layout.available_entry(self.taken)))?;
         self.walk(ram, head).map(Some)
     }
 
@@ -283,39 +263,36 @@ impl Queue {
             writable: Vec::new(),
         };
         let mut index = head;
-        for _ in 0..self.size {
-            if index >= self.size {
+        for _ in 0..self.layout.size() {
+            if index >= self.layout.size() {
                 return Err(QueueError::DescriptorIndex(index));
             }
-            let at = self.descriptors + DESCRIPTOR_BYTES * u64::from(index);
-            let mut bytes = [0; DESCRIPTOR_BYTES as usize];
+            let at = self.address(self.layout.descriptor(index));
+            let mut bytes = [0; Descriptor::BYTES];
             ram.read(at, &mut bytes).map_err(|OutsideRam| QueueError::OutsideRam {
                 address: at,
-                length: DESCRIPTOR_BYTES,
+                length: Descriptor::BYTES as u64,
             })?;
-            let field = |range: core::ops::Range<usize>| {
-                bytes[range].iter().rev().fold(0u64, |value, byte| (value << 8) | u64::from(*byte))
-            };
+            let descriptor = Descriptor::from_bytes(bytes);
             let buffer = Buffer {
-                address: field(0..8),
-                length: field(8..12) as u32,
+                address: descriptor.address,
+                length: descriptor.length,
             };
-            let flags = field(12..14) as u16;
-            if flags & flag::INDIRECT != 0 {
+            if descriptor.flags & descriptor_flag::INDIRECT != 0 {
                 return Err(QueueError::Indirect);
             }
             inside(ram.size(), buffer.address, u64::from(buffer.length))?;
-            if flags & flag::WRITE != 0 {
+            if descriptor.flags & descriptor_flag::WRITE != 0 {
                 chain.writable.push(buffer);
             } else if chain.writable.is_empty() {
                 chain.readable.push(buffer);
             } else {
                 return Err(QueueError::ReadableAfterWritable);
             }
-            if flags & flag::NEXT == 0 {
+            if descriptor.flags & descriptor_flag::NEXT == 0 {
                 return Ok(chain);
             }
-            index = field(14..16) as u16;
+            index = descriptor.next;
         }
         Err(QueueError::Loop)
     }
@@ -326,8 +303,7 @@ impl Queue {
     /// # Errors
     /// [`QueueError::OutsideRam`] if the used ring is not in RAM any more.
     pub fn push(&mut self, ram: &dyn GuestRam, head: u16, written: u32) -> Result<(), QueueError> {
-        let slot = u64::from(self.used_index % self.size);
-        let entry = self.used + 4 + 8 * slot;
+        let entry = self.address(self.layout.used_element(self.used_index));
         let mut element = [0; 8];
         element[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         element[4..].copy_from_slice(&written.to_le_bytes());
@@ -336,8 +312,8 @@ impl Queue {
         self.used_index = self.used_index.wrapping_add(1);
         // The element is in place before the index that publishes it
         // (this thread is the vcpu's, which is not running meanwhile).
-        ram.write(self.used + 2, &self.used_index.to_le_bytes())
-            .map_err(outside(self.used + 2, 2))
+        let index = self.address(self.layout.used_index());
+        ram.write(index, &self.used_index.to_le_bytes()).map_err(outside(index, 2))
     }
 
     /// Whether the driver wants an interrupt for used buffers (it has not
@@ -346,7 +322,7 @@ impl Queue {
     /// # Errors
     /// [`QueueError::OutsideRam`] if the ring is not in RAM any more.
     pub fn wants_interrupt(&self, ram: &dyn GuestRam) -> Result<bool, QueueError> {
-        Ok(Self::load16(ram, self.available)? & NO_INTERRUPT == 0)
+        Ok(Self::load16(ram, self.address(self.layout.available_flags()))? & NO_INTERRUPT == 0)
     }
 }
 
@@ -361,50 +337,58 @@ pub(crate) mod tests {
 
     /// A driver's side of a queue in the legacy layout, for tests.
     pub struct Driver {
-        pub descriptors: u64,
-        pub available: u64,
-        pub used: u64,
+        start: u64,
+        layout: Layout,
         next: u16,
     }
 
     impl Driver {
+        /// The driver of a queue of `size` at page `page`.
         pub fn new(size: u16, page: u32) -> Self {
-            let descriptors = u64::from(page) * LEGACY_ALIGNMENT;
-            let available = descriptors + 16 * u64::from(size);
-            let used = (available + 6 + 2 * u64::from(size)).next_multiple_of(LEGACY_ALIGNMENT);
             Self {
-                descriptors,
-                available,
-                used,
+                start: u64::from(page) * ALIGNMENT as u64,
+                layout: Layout::legacy(size),
                 next: 0,
             }
         }
 
+        /// The guest-physical address of the queue's byte `offset`.
+        fn address(&self, offset: usize) -> u64 {
+            self.start + offset as u64
+        }
+
         /// Writes descriptor `index`.
         pub fn describe(&self, ram: &Ram, index: u16, address: u64, length: u32, flags: u16, next: u16) {
-            let at = self.descriptors + 16 * u64::from(index);
-            let mut bytes = Vec::new();
-            bytes.extend_from_slice(&address.to_le_bytes());
-            bytes.extend_from_slice(&length.to_le_bytes());
-            bytes.extend_from_slice(&flags.to_le_bytes());
-            bytes.extend_from_slice(&next.to_le_bytes());
-            ram.write(at, &bytes).unwrap();
+            let descriptor = Descriptor {
+                address,
+                length,
+                flags,
+                next,
+            };
+            ram.write(self.address(self.layout.descriptor(index)), &descriptor.to_bytes())
+                .unwrap();
         }
 
         /// Makes the chain from `head` available.
-        pub fn offer(&mut self, ram: &Ram, size: u16, head: u16) {
-            let slot = u64::from(self.next % size);
-            ram.write(self.available + 4 + 2 * slot, &head.to_le_bytes()).unwrap();
+        pub fn offer(&mut self, ram: &Ram, head: u16) {
+            ram.write(self.address(self.layout.available_entry(self.next)), &head.to_le_bytes())
+                .unwrap();
             self.next = self.next.wrapping_add(1);
-            ram.write(self.available + 2, &self.next.to_le_bytes()).unwrap();
+            self.publish(ram, self.next);
+        }
+
+        /// Writes `index` as the available ring's index.
+        pub fn publish(&self, ram: &Ram, index: u16) {
+            ram.write(self.address(self.layout.available_index()), &index.to_le_bytes())
+                .unwrap();
         }
 
         /// The used ring's index and its `n`th element.
         pub fn used(&self, ram: &Ram, n: u16) -> (u16, u32, u32) {
             let mut index = [0; 2];
-            ram.read(self.used + 2, &mut index).unwrap();
+            ram.read(self.address(self.layout.used_index()), &mut index).unwrap();
             let mut element = [0; 8];
-            ram.read(self.used + 4 + 8 * u64::from(n), &mut element).unwrap();
+            ram.read(self.address(self.layout.used_element(n)), &mut element).unwrap();
             (
                 u16::from_le_bytes(index),
                 u32::from_le_bytes(element[..4].try_into().unwrap()),
@@ -432,24 +416,20 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_legacy_layout_puts_the_used_ring_on_the_next_page() {
-        let (_, driver, queue) = setup();
-        assert_eq!(queue.descriptors, 0x1000);
-        assert_eq!(queue.available, 0x1080);
-        assert_eq!(queue.used, 0x2000);
-        assert_eq!((driver.available, driver.used), (queue.available, queue.used));
-        let big = Queue::legacy(1 << 20, 256, 0).unwrap();
-        assert_eq!(big.used, 0x2000, "4 KiB of descriptors, 518 bytes of ring, then a page boundary");
+    fn the_queue_starts_at_its_page() {
+        let (_, _, queue) = setup();
+        assert_eq!(queue.address(0), 0x1000);
+        assert_eq!(queue.address(queue.layout.used_index()), 0x2002, "the used ring on the next page");
     }
 
     #[test]
     fn a_chain_is_walked_readable_then_writable_and_returned_used() {
         let (ram, mut driver, mut queue) = setup();
         assert_eq!(queue.pop(&ram).unwrap(), None, "nothing available");
-        driver.describe(&ram, 3, 0x4000, 16, flag::NEXT, 5);
-        driver.describe(&ram, 5, 0x5000, 512, flag::NEXT | flag::WRITE, 0);
-        driver.describe(&ram, 0, 0x6000, 1, flag::WRITE, 0);
-        driver.offer(&ram, SIZE, 3);
+        driver.describe(&ram, 3, 0x4000, 16, descriptor_flag::NEXT, 5);
+        driver.describe(&ram, 5, 0x5000, 512, descriptor_flag::NEXT | descriptor_flag::WRITE, 0);
+        driver.describe(&ram, 0, 0x6000, 1, descriptor_flag::WRITE, 0);
+        driver.offer(&ram, 3);
         assert!(queue.has_available(&ram).unwrap());
         let chain = queue.pop(&ram).unwrap().expect("a chain");
         assert_eq!(chain.head, 3);
@@ -476,7 +456,7 @@ pub(crate) mod tests {
         let (ram, mut driver, mut queue) = setup();
         driver.describe(&ram, 0, 0x4000, 8, 0, 0);
         for round in 0..70_000u32 {
-            driver.offer(&ram, SIZE, 0);
+            driver.offer(&ram, 0);
             let chain = queue.pop(&ram).unwrap().expect("a chain");
             queue.push(&ram, chain.head, round).unwrap();
         }
@@ -487,32 +467,32 @@ pub(crate) mod tests {
     fn malformed_rings_and_chains_are_refused() {
         // A head past the table.
         let (ram, mut driver, mut queue) = setup();
-        driver.offer(&ram, SIZE, SIZE);
+        driver.offer(&ram, SIZE);
         assert_eq!(queue.pop(&ram), Err(QueueError::DescriptorIndex(SIZE)));
 
         // A `next` past the table.
         let (ram, mut driver, mut queue) = setup();
-        driver.describe(&ram, 0, 0x4000, 8, flag::NEXT, 200);
-        driver.offer(&ram, SIZE, 0);
+        driver.describe(&ram, 0, 0x4000, 8, descriptor_flag::NEXT, 200);
+        driver.offer(&ram, 0);
         assert_eq!(queue.pop(&ram), Err(QueueError::DescriptorIndex(200)));
 
         // A loop: 0 -> 1 -> 0.
         let (ram, mut driver, mut queue) = setup();
-        driver.describe(&ram, 0, 0x4000, 8, flag::NEXT, 1);
-        driver.describe(&ram, 1, 0x4000, 8, flag::NEXT, 0);
-        driver.offer(&ram, SIZE, 0);
+        driver.describe(&ram, 0, 0x4000, 8, descriptor_flag::NEXT, 1);
+        driver.describe(&ram, 1, 0x4000, 8, descriptor_flag::NEXT, 0);
+        driver.offer(&ram, 0);
         assert_eq!(queue.pop(&ram), Err(QueueError::Loop));
 
         // A descriptor pointing at itself.
         let (ram, mut driver, mut queue) = setup();
-        driver.describe(&ram, 2, 0x4000, 8, flag::NEXT | flag::WRITE, 2);
-        driver.offer(&ram, SIZE, 2);
+        driver.describe(&ram, 2, 0x4000, 8, descriptor_flag::NEXT | descriptor_flag::WRITE, 2);
+        driver.offer(&ram, 2);
         assert_eq!(queue.pop(&ram), Err(QueueError::Loop));
 
         // A buffer past the end of RAM, and one whose end overflows.
         let (ram, mut driver, mut queue) = setup();
         driver.describe(&ram, 0, 0xf000, 0x1001, 0, 0);
-        driver.offer(&ram, SIZE, 0);
+        driver.offer(&ram, 0);
         assert_eq!(
             queue.pop(&ram),
             Err(QueueError::OutsideRam {
@@ -522,23 +502,23 @@ pub(crate) mod tests {
         );
         let (ram, mut driver, mut queue) = setup();
         driver.describe(&ram, 0, u64::MAX - 2, 8, 0, 0);
-        driver.offer(&ram, SIZE, 0);
+        driver.offer(&ram, 0);
         assert!(matches!(queue.pop(&ram), Err(QueueError::OutsideRam { .. })));
 
         // Readable after writable, and indirect tables.
         let (ram, mut driver, mut queue) = setup();
-        driver.describe(&ram, 0, 0x4000, 8, flag::NEXT | flag::WRITE, 1);
+        driver.describe(&ram, 0, 0x4000, 8, descriptor_flag::NEXT | descriptor_flag::WRITE, 1);
         driver.describe(&ram, 1, 0x4000, 8, 0, 0);
-        driver.offer(&ram, SIZE, 0);
+        driver.offer(&ram, 0);
         assert_eq!(queue.pop(&ram), Err(QueueError::ReadableAfterWritable));
         let (ram, mut driver, mut queue) = setup();
-        driver.describe(&ram, 0, 0x4000, 32, flag::INDIRECT, 0);
-        driver.offer(&ram, SIZE, 0);
+        driver.describe(&ram, 0, 0x4000, 32, descriptor_flag::INDIRECT, 0);
+        driver.offer(&ram, 0);
         assert_eq!(queue.pop(&ram), Err(QueueError::Indirect));
 
         // An available index too far ahead.
         let (ram, driver, mut queue) = setup();
-        ram.write(driver.available + 2, &(SIZE + 1).to_le_bytes()).unwrap();
+        driver.publish(&ram, SIZE + 1);
         assert_eq!(
             queue.pop(&ram),
             Err(QueueError::AvailableIndex {
