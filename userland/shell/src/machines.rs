@@ -75,12 +75,11 @@ impl Connection {
         }
         let arguments: Vec<&str> = rest.split_whitespace().collect();
         let result = match arguments.as_slice() {
-            ["start", "linux", options @ ..] => parse_linux(options)
-                .and_then(|request| self.start(&request))
-                .and_then(|instance| {
-                    console.write(&format!("{instance}: starting {LINUX_KERNEL}\n"));
-                    self.attach(instance, console)
-                }),
+            ["start", "linux", options @ ..] => parse_linux(options).and_then(|request| {
+                let instance = self.start(&request)?;
+                console.write(&format!("{instance}: starting {LINUX_KERNEL}\n"));
+                self.attach(instance, console)
+            }),
             ["start", options @ ..] => parse_start(options).and_then(|request| {
                 let instance = self.start(&request)?;
                 let Request::Start { image, .. } = request else {
