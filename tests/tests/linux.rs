@@ -149,8 +149,8 @@ fn linux_on_vt_x_under_bochs_answers_keeps_its_disk_and_its_panic_leaves_the_hos
     let mut machine = Machine::boot_bochs(&options, &disk);
     machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
     // Small, so the reads back are short, and written four times, so the
-    // write still runs when `restart ata` lands (2.4 s after its start,
-    // typed at Bochs' pace; the 12 MiB of 4 MiB x 3 took 94 s).
+    // write still runs when `restart ata` lands: 2.4 s after its start,
+    // typed at Bochs' pace, while the write took 53 s.
     let data = DiskWrite { mib: 2, passes: 4 };
     let mut durations = data.keep_through_restart_and_reboot(&mut machine, "ata");
     panic_and_survive(&mut machine);
