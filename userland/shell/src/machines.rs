@@ -20,9 +20,10 @@ pub const HELP: &str = "  vm start [-m MIB] [--module PATH[,ARG]...]... [--disk 
              initrd; --disk gives the guest a virtio disk whose sectors
              are FILE's (a whole number of 512-byte sectors), written in
              place
-  vm start linux
-             boots the Linux guest (/vmlinuz with /initrd.img, 128 MiB)
-             and attaches the console to it, as vm console does
+  vm start linux [--disk FILE]
+             boots the Linux guest (/vmlinuz with /initrd.img, 128 MiB),
+             with FILE as its virtio disk if given, and attaches the
+             console to it, as vm console does
   vm list    the VMM instances, their guests and exits per second
   vm stop ID stops the guest of instance ID (vm0, vm1, ...)
   vm console ID
@@ -74,7 +75,8 @@ impl Connection {
         }
         let arguments: Vec<&str> = rest.split_whitespace().collect();
         let result = match arguments.as_slice() {
-            ["start", "linux"] => self.start(&linux()).and_then(|instance| {
+            ["start", "linux", options @ ..] => parse_linux(options).and_then(|request| {
+                let instance = self.start(&request)?;
                 console.write(&format!("{instance}: starting {LINUX_KERNEL}\n"));
                 self.attach(instance, console)
             }),
@@ -232,12 +234,20 @@ fn ended(client: &Client<Vmm>) -> Result<Option<String>, String> {
 
 /// The `vm` command's forms.
 const USAGE: &str = "usage: vm start [-m MIB] [--module PATH[,ARG]...]... [--disk FILE] IMAGE [ARGS] | vm start linux \
-                     | vm list | vm stop ID | vm console ID";
+                     [--disk FILE] | vm list | vm stop ID | vm console ID";
 
-/// What `vm start linux` asks for: the kernel with its initrd and the
-/// default command line.
-fn linux() -> Request {
-    Request::Start {
+/// What `vm start linux [--disk FILE]` asks for: the kernel with its
+/// initrd and the default command line, and FILE as its disk if given.
+fn parse_linux(words: &[&str]) -> Result<Request, String> {
+    let disk = match words {
+        [] => None,
+        ["--disk", file] => Some(String::from(*file)),
+        ["--disk"] => return Err(String::from("vm start linux: --disk needs a FILE")),
+        ["--disk", _, extra, ..] | [extra, ..] => {
+            return Err(format!("vm start linux: '{extra}' is not --disk FILE"));
+        }
+    };
+    Ok(Request::Start {
         image: String::from(LINUX_KERNEL),
         arguments: String::new(),
         memory_mib: LINUX_MIB,
@@ -245,8 +255,8 @@ fn linux() -> Request {
             path: String::from(LINUX_INITRD),
             arguments: String::new(),
         }],
-        disk: None,
-    }
+        disk,
+    })
 }
 
 /// Parses `vm start`'s options, image and arguments into a request. The
