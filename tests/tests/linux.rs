@@ -5,8 +5,10 @@
 //! kernel that panics ends as a triple fault while our shell carries on.
 //! With `--disk /guest.img`, a file in our filesystem as its virtio disk,
 //! what it writes survives a restart of our block driver in the middle of
-//! the write (virtio-blk under QEMU, ata under Bochs) and a reboot of the
-//! guest, and is in the file on the host's copy of our disk afterwards.
+//! the write (virtio-blk under QEMU, ata under Bochs) and the guest's
+//! reboot (`reboot -f` under QEMU) or power-off and fresh start
+//! (`poweroff -f` under Bochs), and is in the file on the host's copy of
+//! our disk afterwards. Under QEMU the guest finally powers off.
 //!
 //! The tests are built from the steps below, so both backends go through
 //! the same sequence; Bochs is slow (a Linux boot there takes minutes), so
@@ -118,12 +120,12 @@ fn linux_keeps_its_virtio_disk_through_a_driver_restart_and_a_reboot() {
     machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
     refuse_bad_disks(&mut machine);
     let data = DiskWrite { mib: 24, passes: 4 };
-    let durations = data.keep_through_restart_and_reboot(&mut machine, "virtio-blk");
+    let durations = data.keep_through_restart_and_reboot(&mut machine, "virtio-blk", GuestEnd::Reboot);
     // A shell on hvc0: once it writes there, input goes to it.
     machine.type_text("setsid sh -c 'echo =hvc$((40 + 2))=; exec sh -i' </dev/hvc0 >/dev/hvc0 2>&1 &\n");
     machine.wait_for("=hvc42=", COMMAND_TIMEOUT);
     in_guest(&mut machine, "tty");
-    reboot(&mut machine);
+    GuestEnd::PowerOff.end(&mut machine);
     let output = power_off(machine);
     assert_contains(&output, &["vm0: /dev/hvc0"]);
     // Not assert_answered: the shell on hvc0 has no controlling terminal.
@@ -148,11 +150,13 @@ fn linux_on_vt_x_under_bochs_answers_keeps_its_disk_and_its_panic_leaves_the_hos
     let disk = disk_with_guest_image("linux-bochs", &options);
     let mut machine = Machine::boot_bochs(&options, &disk);
     machine.wait_for("shell: type 'help'", BOOT_TIMEOUT);
-    // Small, so the reads back are short, and written four times, so the
-    // write still runs when `restart ata` lands: 2.4 s after its start,
-    // typed at Bochs' pace, while the write took 53 s.
-    let data = DiskWrite { mib: 2, passes: 4 };
-    let mut durations = data.keep_through_restart_and_reboot(&mut machine, "ata");
+    // Written four times, so the write still runs when `restart ata`
+    // lands: 3 s after its start, typed at Bochs' pace, while 8 MiB four
+    // times over took 16 s (ata moving 16 sectors per interrupt).
+    let data = DiskWrite { mib: 8, passes: 4 };
+    // Powered off and started again: the guest's reboot here (the panic
+    // below ends it by a triple fault, as `reboot -f` does).
+    let mut durations = data.keep_through_restart_and_reboot(&mut machine, "ata", GuestEnd::PowerOff);
     panic_and_survive(&mut machine);
     let output = power_off(machine);
     assert_contains(&output, &["virtualisation: Intel VT-x"]);
@@ -241,15 +245,20 @@ struct DiskWrite {
 impl DiskWrite {
     /// At our shell: `vm start linux --disk /guest.img`; the guest answers
     /// `uname -a` and `cat /proc/cpuinfo`, writes through a restart of our
-    /// block driver `driver`, reads back, reboots, is started again with
-    /// the same disk and reads back again. Returns how long the steps
+    /// block driver `driver`, reads back, ends (`end`), is started again
+    /// with the same disk and reads back again. Returns how long the steps
     /// took, named.
-    fn keep_through_restart_and_reboot(&self, machine: &mut Machine, driver: &str) -> Vec<(&'static str, Duration)> {
+    fn keep_through_restart_and_reboot(
+        &self,
+        machine: &mut Machine,
+        driver: &str,
+        end: GuestEnd,
+    ) -> Vec<(&'static str, Duration)> {
         let ready = start_linux(machine, Some("/guest.img"));
         answer_uname_and_cpuinfo(machine);
         let (back, written) = self.write_through_restart(machine, driver);
         let read = self.read_back(machine, "before-reboot");
-        reboot(machine);
+        end.end(machine);
         let ready_again = start_linux(machine, Some("/guest.img"));
         let read_again = self.read_back(machine, "after-reboot");
         vec![
@@ -353,11 +362,26 @@ impl DiskWrite {
     }
 }
 
-/// In the guest's shell: `reboot -f`, which ends the guest by a triple
-/// fault, until vm0 is idle again.
-fn reboot(machine: &mut Machine) {
-    type_and_wait(machine, "reboot -f\n", "vm0: the guest ended", COMMAND_TIMEOUT);
-    wait_listed_ended(machine);
+/// How the guest's shell ends the guest before it is started again.
+#[derive(Clone, Copy)]
+enum GuestEnd {
+    /// `reboot -f`: a triple fault (`reboot=t`) ends the guest.
+    Reboot,
+    /// `poweroff -f`: with no ACPI, Linux halts with interrupts off
+    /// ("System halted"), and the VMM ends the guest as powered off.
+    PowerOff,
+}
+
+impl GuestEnd {
+    /// Ends the attached guest this way and waits until vm0 is idle again.
+    fn end(self, machine: &mut Machine) {
+        let (command, ended) = match self {
+            Self::Reboot => ("reboot -f\n", "vm0: the guest ended (shut down (triple fault)"),
+            Self::PowerOff => ("poweroff -f\n", "vm0: the guest ended (powered off (halted with interrupts off)"),
+        };
+        type_and_wait(machine, command, ended, COMMAND_TIMEOUT);
+        wait_listed_ended(machine);
+    }
 }
 
 /// In the guest's shell: a kernel panic (sysrq 'c') restarts the guest at
