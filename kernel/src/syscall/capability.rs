@@ -72,11 +72,12 @@ pub fn remove(
     arguments: Arguments,
 ) -> Result<Completion, Error> {
     let target = foreign_slot(objects, caller, arguments.get(0), arguments.get(1), 0, 1)?;
-    objects
+    let object = objects
         .capabilities
         .get(target)
-        .map_err(|error| capability_error(error, 1))?;
-    if syscall == Syscall::CapabilityDelete && empty_a_step_of_last_cspace(objects, target) {
+        .map_err(|error| capability_error(error, 1))?
+        .object;
+    if syscall == Syscall::CapabilityDelete && empty_a_step_of_last_cspace(objects, target, object) {
         return Ok(Completion::Restart);
     }
     let released = if syscall == Syscall::CapabilityRevoke {
@@ -101,16 +102,13 @@ pub fn remove(
 /// freed, is the costliest kind of slot).
 const CSPACE_SLOTS_PER_STEP: usize = 128;
 
-/// When `target` holds the last capability to a CSpace with more than a
-/// step's worth of occupied slots (besides `target` itself), empties one
-/// step's worth and returns true: the delete is then restarted, so
-/// deleting a CSpace of 50,000 frames (a guest's RAM) never keeps the CPU
-/// from interrupts for long. Otherwise the delete finishes in one go.
-fn empty_a_step_of_last_cspace(objects: &mut Objects, target: SlotRef) -> bool {
-    let Ok(found) = objects.capabilities.get(target) else {
-        return false;
-    };
-    let object = found.object;
+/// When `target` holds the last capability to `object`, a CSpace with
+/// more than a step's worth of occupied slots (besides `target` itself),
+/// empties one step's worth and returns true: the delete is then
+/// restarted, so deleting a CSpace of 50,000 frames (a guest's RAM) never
+/// keeps the CPU from interrupts for long. Otherwise the delete finishes
+/// in one go.
+fn empty_a_step_of_last_cspace(objects: &mut Objects, target: SlotRef, object: ObjectRef) -> bool {
     let ObjectRef::CSpace(cspace) = object else {
         return false;
     };

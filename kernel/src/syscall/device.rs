@@ -141,8 +141,8 @@ pub fn port_write(objects: &mut Objects, caller: ThreadId, arguments: Arguments)
 }
 
 /// The port, width, buffer address and length of a PortReadString or
-/// PortWriteString, each checked; the buffer must be mapped for the copy
-/// (writable for a read) before any port is touched.
+/// PortWriteString, each checked (the buffer's mapping is the caller's to
+/// check, before it touches the port).
 fn checked_string(
     objects: &Objects,
     caller: ThreadId,
@@ -155,30 +155,27 @@ fn checked_string(
         .filter(|&length| length > 0 && length <= PORT_STRING_MAX && length % usize::from(width) == 0)
         .ok_or(Error::in_argument(ErrorKind::InvalidLength, 4))?;
     let address = VirtAddr::try_new(arguments.get(3)).map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 3))?;
-    address_space_of(objects, caller)
-        .ok_or(Error::new(ErrorKind::InvalidState))?
-        // Reading the port writes the buffer.
-        .check_user(address, length, rights == Rights::READ)
-        .map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 3))?;
     Ok((port, width, address, length))
 }
 
-/// PortReadString.
+/// PortReadString: the buffer is checked writable before the first read,
+/// so a refused call has drained nothing from the device.
 pub fn port_read_string(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
     let (port, width, address, length) = checked_string(objects, caller, arguments, Rights::READ)?;
+    let bad_buffer = |_| Error::in_argument(ErrorKind::InvalidAddress, 3);
+    let space = address_space_of_mut(objects, caller).ok_or(Error::new(ErrorKind::InvalidState))?;
+    space.check_user(address, length, true).map_err(bad_buffer)?;
     let mut buffer = [0u8; PORT_STRING_MAX];
     let items = buffer
         .get_mut(..length)
         .ok_or(Error::in_argument(ErrorKind::InvalidLength, 4))?;
     port::read_string(port, width, items);
-    address_space_of_mut(objects, caller)
-        .ok_or(Error::new(ErrorKind::InvalidState))?
-        .write_user(address, items, true)
-        .map_err(|_| Error::in_argument(ErrorKind::InvalidAddress, 3))?;
+    space.write_user(address, items, true).map_err(bad_buffer)?;
     Ok(Completion::Done)
 }
 
-/// PortWriteString.
+/// PortWriteString: the buffer is copied in (which checks it) before the
+/// first write.
 pub fn port_write_string(objects: &mut Objects, caller: ThreadId, arguments: Arguments) -> Result<Completion, Error> {
     let (port, width, address, length) = checked_string(objects, caller, arguments, Rights::WRITE)?;
     let mut buffer = [0u8; PORT_STRING_MAX];
