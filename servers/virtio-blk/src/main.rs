@@ -48,8 +48,6 @@ struct Device {
     interrupts: Notification,
     /// Queue, header page and data, in one run of DMA memory.
     dma: Region,
-    /// Where the header page starts in it: after the queue, on a page.
-    header_offset: usize,
     dma_physical: u64,
     layout: Layout,
     /// The next running index of the available ring.
@@ -143,6 +141,12 @@ impl block::Driver for Device {
     }
 }
 
+/// Where the header page starts in the DMA memory: after the queue
+/// `layout` describes, on a page.
+fn header_offset(layout: &Layout) -> usize {
+    layout.bytes().next_multiple_of(queue::ALIGNMENT)
+}
+
 impl Device {
     /// Resets the device, negotiates features and sets up queue 0.
     fn start(slots: &Slots, memory: Memory, ports: IoPorts, base: u16, irq: Irq) -> Result<Self, abi::Error> {
@@ -161,8 +165,7 @@ impl Device {
             return Err(abi::Error::new(abi::ErrorKind::InvalidState));
         }
         let layout = Layout::legacy(size);
-        let header_offset = layout.bytes().next_multiple_of(queue::ALIGNMENT);
-        let pages = ((header_offset + HEADER_PAGE + MAX_TRANSFER) / 4096) as u64;
+        let pages = ((header_offset(&layout) + HEADER_PAGE + MAX_TRANSFER) / 4096) as u64;
         let first = slots.allocate()?;
         for _ in 1..pages {
             slots.allocate()?;
@@ -197,7 +200,6 @@ impl Device {
             irq,
             interrupts,
             dma,
-            header_offset,
             dma_physical,
             layout,
             next_available: 0,
@@ -209,7 +211,7 @@ impl Device {
 
     /// Offset in DMA memory of the data.
     fn data_offset(&self) -> usize {
-        self.header_offset + HEADER_PAGE
+        header_offset(&self.layout) + HEADER_PAGE
     }
 
     /// Puts one request (header, data of `length` bytes, status) on the
@@ -219,7 +221,7 @@ impl Device {
     }
 
     fn try_submit(&mut self, kind: u32, sector: u64, length: usize) -> Result<Result<(), Error>, Fault> {
-        let header = self.header_offset;
+        let header = header_offset(&self.layout);
         let physical = |offset: usize| self.dma_physical + offset as u64;
         let request = RequestHeader {
             request_type: kind,
