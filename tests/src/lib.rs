@@ -191,9 +191,18 @@ impl Machine {
     /// # Panics
     /// After `timeout`, killing QEMU and showing the output so far.
     pub fn wait_for(&mut self, text: &str, timeout: Duration) {
+        self.wait_for_more(text, 0, timeout);
+    }
+
+    /// Waits until the output contains `text` more than `count` times: the
+    /// next answer to a command whose answer has come before.
+    ///
+    /// # Panics
+    /// As [`Machine::wait_for`].
+    pub fn wait_for_more(&mut self, text: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut seen = self.output.text.lock().unwrap();
-        while !seen.contains(text) {
+        while seen.matches(text).count() <= count {
             let now = Instant::now();
             let exited = matches!(self.child.try_wait(), Ok(Some(_)));
             if now >= deadline || exited {

@@ -210,7 +210,7 @@ fn start_linux(machine: &mut Machine, disk: Option<&str>) -> Duration {
     let option = disk.map(|file| format!(" --disk {file}")).unwrap_or_default();
     type_and_wait(machine, &format!("vm start linux{option}\n"), "vm0: console attached", BOOT_TIMEOUT);
     let boots = machine.output().matches(READY).count();
-    wait_for_more(machine, READY, boots, LINUX_BOOT_TIMEOUT);
+    machine.wait_for_more(READY, boots, LINUX_BOOT_TIMEOUT);
     started.elapsed()
 }
 
@@ -302,7 +302,7 @@ impl DiskWrite {
         let restarted = format!("init: restarted '{driver}'");
         at_our_shell(machine, &format!("restart {driver}\n"), &restarted);
         let back = started.elapsed();
-        wait_for_more(machine, "=write-ok=", ok, COMMAND_TIMEOUT);
+        machine.wait_for_more("=write-ok=", ok, COMMAND_TIMEOUT);
         let written = started.elapsed();
         let output = machine.output();
         assert!(
@@ -431,7 +431,7 @@ fn in_guest(machine: &mut Machine, command: &str) {
 fn type_and_wait(machine: &mut Machine, text: &str, reply: &str, timeout: Duration) {
     let seen = machine.output().matches(reply).count();
     machine.type_text(text);
-    wait_for_more(machine, reply, seen, timeout);
+    machine.wait_for_more(reply, seen, timeout);
 }
 
 /// Asks `vm list` until it shows vm0 ended once more: the instance is
@@ -443,15 +443,6 @@ fn wait_listed_ended(machine: &mut Machine) {
         assert!(Instant::now() < deadline, "vm0 never ended:\n{}", machine.output());
         machine.type_text("vm list\n");
         std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
-/// Waits until `text` appears more than `seen` times.
-fn wait_for_more(machine: &mut Machine, text: &str, seen: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while machine.output().matches(text).count() == seen {
-        assert!(Instant::now() < deadline, "no new {text:?}:\n{}", machine.output());
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
